@@ -1,0 +1,1 @@
+"""Retention pruning, partition maintenance, report generation and the scheduler process."""

@@ -1,0 +1,29 @@
+"""Trace service: the best-effort writer, request-id correlation and the HTTP app.
+
+Importing the package runs nothing; the names below are imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trace_service.app import create_app
+    from trace_service.config import Config
+    from trace_service.writer import TraceWriter
+
+__all__ = ["Config", "TraceWriter", "create_app"]
+
+_LAZY = {
+    "create_app": "trace_service.app",
+    "Config": "trace_service.config",
+    "TraceWriter": "trace_service.writer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'trace_service' has no attribute {name!r}")

@@ -1,0 +1,123 @@
+"""The Flask application factory: ``flask --app trace_service run`` or gunicorn.
+
+Importing this module creates nothing; :func:`create_app` builds an app from a :class:`Config`
+(``Config.from_env()`` when none is given), with the request-id extension, the trace writer, the
+health endpoints, JSON errors, and the ``flask db`` commands.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+from flask import Blueprint, Flask, current_app, jsonify
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from trace_service import migrate
+from trace_service.config import Config
+from trace_service.db import create_engine, table_layout
+from trace_service.errors import TelemetryError
+from trace_service.flask_ext import RequestContext
+from trace_service.writer import TraceWriter
+
+logger = logging.getLogger("trace_service.app")
+
+request_context = RequestContext()
+health = Blueprint("health", __name__)
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the service app from ``config`` (``Config.from_env()`` by default)."""
+    config = config or Config.from_env()
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["trace_config"] = config
+    app.extensions["trace_engine"] = create_engine(
+        config.database_url, connect_timeout=config.connect_timeout, io_timeout=config.io_timeout
+    )
+    app.extensions["trace_writer"] = TraceWriter.from_config(config)
+    request_context.init_app(app)
+    app.register_blueprint(health)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.cli.add_command(db_cli)
+    return app
+
+
+def get_writer() -> TraceWriter:
+    """The current app's trace writer."""
+    writer: TraceWriter = current_app.extensions["trace_writer"]
+    return writer
+
+
+def get_engine() -> Engine:
+    """The current app's engine for reads and commands (the writer has its own)."""
+    engine: Engine = current_app.extensions["trace_engine"]
+    return engine
+
+
+@health.get("/healthz")
+def healthz() -> Any:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@health.get("/readyz")
+def readyz() -> Any:
+    """The database answers and the table's layout is known."""
+    try:
+        engine = get_engine()
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        layout = table_layout(engine)
+    except TelemetryError as exc:
+        return {"status": "unavailable", "reason": str(exc)}, 503
+    except Exception as exc:  # noqa: BLE001 - readiness reports, it does not crash
+        logger.warning("readiness check failed: %s", type(exc).__name__)
+        return {"status": "unavailable", "reason": f"database: {type(exc).__name__}"}, 503
+    return {"status": "ready", "layout": layout.name, "writer": get_writer().stats().as_dict()}
+
+
+def _http_error(exc: HTTPException) -> Any:
+    response = jsonify(error=exc.name, message=exc.description)
+    return response, exc.code or 500
+
+
+def _unexpected_error(exc: Exception) -> Any:
+    logger.exception("unhandled error")
+    return jsonify(error="Internal Server Error", message="unexpected error; it was logged"), 500
+
+
+@click.group("db")
+def db_cli() -> None:
+    """Database migrations of telemetry_traces and the service's own tables."""
+
+
+@db_cli.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def db_upgrade(revision: str) -> None:
+    """Create or adopt the tables (an existing PHP table is never altered)."""
+    migrate.upgrade(get_engine(), revision)
+    click.echo(f"database at revision {migrate.current_revision(get_engine())}")
+
+
+@db_cli.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Downgrade to REVISION (``base``: drop only the tables this service created)."""
+    migrate.downgrade(get_engine(), revision)
+    click.echo(f"database at revision {migrate.current_revision(get_engine())}")
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Print the current revision and the detected layout."""
+    engine = get_engine()
+    click.echo(f"revision: {migrate.current_revision(engine)}")
+    try:
+        click.echo(f"layout: {table_layout(engine).name}")
+    except TelemetryError as exc:
+        click.echo(f"layout: unknown ({exc})")

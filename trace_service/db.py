@@ -1,0 +1,101 @@
+"""Engines and the live table's layout: the I/O edge of the trace service.
+
+Every engine the project creates comes from :func:`create_engine`, so connection timeouts,
+hidden parameters (no row values in error messages) and, later, the audit_logs guard are set in
+one place. :func:`table_layout` looks at the live table's columns once per engine and caches the
+answer (``trace_service.layout`` does the deciding).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+
+from trace_service.config import DatabaseURL
+from trace_service.layout import TABLE_NAME, Layout, detect_layout
+
+_layouts: weakref.WeakKeyDictionary[Engine, Layout] = weakref.WeakKeyDictionary()
+_layouts_lock = threading.Lock()
+
+
+def _with_driver(url: URL) -> URL:
+    """``mysql://`` and ``mariadb://`` mean PyMySQL here (the only MySQL driver we depend on)."""
+    if url.drivername in {"mysql", "mariadb"}:
+        return url.set(drivername=f"{url.drivername}+pymysql")
+    return url
+
+
+def create_engine(
+    database_url: DatabaseURL | str,
+    *,
+    connect_timeout: float = 2.0,
+    io_timeout: float = 5.0,
+    pool_size: int = 5,
+    **kwargs: Any,
+) -> Engine:
+    """An engine with bounded connect/read/write timeouts and parameters hidden from errors."""
+    if isinstance(database_url, str):
+        database_url = DatabaseURL(database_url)
+    url = _with_driver(database_url.url)
+    connect_args: dict[str, Any] = {}
+    options: dict[str, Any] = {"hide_parameters": True}
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        # The writer's own thread uses its own connection; SQLite must allow that.
+        connect_args.update(check_same_thread=False, timeout=io_timeout)
+    else:
+        connect_args.update(
+            connect_timeout=connect_timeout,
+            read_timeout=io_timeout,
+            write_timeout=io_timeout,
+            charset="utf8mb4",
+        )
+        options.update(pool_size=pool_size, max_overflow=0, pool_recycle=3600,
+                       pool_pre_ping=True, pool_timeout=connect_timeout)
+    connect_args.update(kwargs.pop("connect_args", {}))
+    options.update(kwargs)
+    engine = sa.create_engine(url, connect_args=connect_args, **options)
+    if url.get_backend_name() == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the web process read while the writer thread writes.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def read_columns(engine: Engine, table: str = TABLE_NAME) -> dict[str, int | None]:
+    """Column names of ``table`` with their character lengths (None for unbounded types)."""
+    inspector = sa.inspect(engine)
+    if not inspector.has_table(table):
+        return {}
+    return {
+        column["name"]: getattr(column["type"], "length", None)
+        for column in inspector.get_columns(table)
+    }
+
+
+def table_layout(engine: Engine) -> Layout:
+    """The layout of the live ``telemetry_traces``, detected once per engine and cached."""
+    layout = _layouts.get(engine)
+    if layout is None:
+        columns = read_columns(engine)
+        layout = detect_layout(columns, columns)
+        with _layouts_lock:
+            _layouts[engine] = layout
+    return layout
+
+
+def forget_layout(engine: Engine) -> None:
+    """Drop the cached layout (after a migration, or when the table was replaced)."""
+    with _layouts_lock:
+        _layouts.pop(engine, None)

@@ -1,0 +1,58 @@
+"""Flask extension that binds each request's id, ip, user agent and route into ``contextvars``.
+
+``RequestContext().init_app(app)``: before each request it takes ``X-Request-ID`` the way the PHP
+middleware does (see ``trace_service.context``), and after each response, error responses
+included, it echoes the id in ``X-Request-ID``. Client ip and user agent follow PHP's fallbacks
+(``0.0.0.0`` and ``unknown``); proxy headers are not read here (deployments behind a trusted proxy
+wrap the app in Werkzeug's ``ProxyFix``).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, g, request
+
+from trace_service import context
+
+HEADER = "X-Request-ID"
+
+
+class RequestContext:
+    """Request-id correlation for a Flask app; created unbound, attached with ``init_app``."""
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register the request hooks on ``app``."""
+        app.before_request(self._bind)
+        app.after_request(self._echo)
+        app.teardown_request(self._unbind)
+        app.extensions["trace_request_context"] = self
+
+    @staticmethod
+    def _bind() -> None:
+        info = context.RequestInfo(
+            request_id=context.request_id_from_header(request.headers.get(HEADER)),
+            ip_address=request.remote_addr or "0.0.0.0",
+            user_agent=request.headers.get("User-Agent") or "unknown",
+            route_name=request.endpoint,
+        )
+        g.trace_context_token = context.bind(info)
+        g.request_id = info.request_id
+
+    @staticmethod
+    def _echo(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id is None:
+            # A failure before _bind ran (another before_request hook): still answer with an id.
+            request_id = context.request_id_from_header(request.headers.get(HEADER))
+            g.request_id = request_id
+        response.headers[HEADER] = request_id
+        return response
+
+    @staticmethod
+    def _unbind(_exc: BaseException | None) -> None:
+        token = g.pop("trace_context_token", None)
+        if token is not None:
+            context.unbind(token)

@@ -1,0 +1,208 @@
+"""Turning queued trace items into rows of the live layout and inserting them.
+
+:func:`build_row` is pure (item, layout, formatter in; a tuple in the layout's column order out).
+:class:`TraceSink` is the I/O edge: one multi-row INSERT per batch through the engine it is given
+(``exec_driver_sql``, so PyMySQL folds the batch into one statement and engine events still see
+it), in its own transaction, outside any caller's transaction.
+
+A batch that fails because of its data (a value the server refuses) is retried row by row so one
+bad row costs one row; a batch that fails because the database is unreachable, or the table is
+missing, is counted as ``db_error`` and flagged ``unavailable`` for the writer's circuit breaker.
+``write()`` never raises; every item it is given is counted exactly once in its result.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from trace_service import db
+from trace_service.errors import LayoutError, TelemetryError, TraceInputError
+from trace_service.layout import TABLE_NAME, Layout
+from trace_service.php_json import Frozen, encode_metadata
+from trace_service.values import TimestampFormatter, normalise_severity, truncate
+
+DB_ERROR = "db_error"
+INVALID = "invalid"
+
+
+class TraceItem(NamedTuple):
+    """One accepted ``record()`` call, as it waits in the queue (immutable, values frozen)."""
+
+    event_key: str
+    severity: object
+    actor_admin_id: int | None
+    ip_address: str | None
+    user_agent: str | None
+    route_name: str | None
+    request_id: str | None
+    metadata: Frozen
+    when: int | datetime  # epoch nanoseconds, or the caller's occurred_at
+
+
+class SinkUnavailable(TelemetryError):
+    """The database cannot take writes now (unreachable, table missing): a breaker failure."""
+
+
+@dataclass
+class WriteResult:
+    """What one :meth:`TraceSink.write` call did; every item is counted exactly once."""
+
+    written: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    unknown_severity: int = 0
+    # Set when the database could not take writes at all: the breaker counts a failure.
+    unavailable: bool = False
+    last_error: str | None = None
+
+    def drop(self, reason: str, count: int, error: str) -> None:
+        """Count ``count`` items dropped for ``reason``, remembering the error text."""
+        self.dropped[reason] += count
+        self.last_error = error
+
+
+def build_row(
+    item: TraceItem, layout: Layout, formatter: TimestampFormatter
+) -> tuple[tuple[Any, ...], bool]:
+    """The item as a tuple of ``layout.insert_columns`` values, PHP-formatted and length-capped,
+    and whether its severity was a known name."""
+    severity, known = normalise_severity(item.severity, layout)
+    limits = layout.max_chars
+    when = item.when
+    if isinstance(when, datetime):
+        stamp = formatter.format_datetime(when)
+    else:
+        stamp = formatter.format_ns(when)
+    if layout.actor_style == "admin_id":
+        actor: tuple[Any, ...] = (item.actor_admin_id,)
+    else:
+        actor = ("admin" if item.actor_admin_id is not None else "system", item.actor_admin_id)
+    row = (
+        item.event_key,
+        severity,
+        *actor,
+        truncate(item.ip_address, limits["ip_address"]),
+        truncate(item.user_agent, limits["user_agent"]),
+        truncate(item.route_name, limits["route_name"]),
+        truncate(item.request_id, limits["request_id"]),
+        encode_metadata(item.metadata),
+        stamp,
+    )
+    return row, known
+
+
+def insert_sql(layout: Layout, paramstyle: str) -> str:
+    """The INSERT statement for one row of ``layout`` in the driver's parameter style."""
+    marker = "?" if paramstyle == "qmark" else "%s"
+    columns = ", ".join(layout.insert_columns)
+    markers = ", ".join(marker for _ in layout.insert_columns)
+    return f"INSERT INTO {TABLE_NAME} ({columns}) VALUES ({markers})"
+
+
+def describe(exc: BaseException) -> str:
+    """A short description of a database error without statement or parameters (no row values)."""
+    orig = getattr(exc, "orig", None) or exc
+    args = getattr(orig, "args", ())
+    if len(args) >= 2 and isinstance(args[0], int):
+        return f"{type(orig).__name__} {args[0]}: {str(args[1])[:200]}"
+    return f"{type(orig).__name__}: {str(orig)[:200]}"
+
+
+# Errors caused by a row's values: isolate the row. Anything else is the database's state.
+_ROW_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError)
+
+
+class TraceSink:
+    """Writes trace items to the live ``telemetry_traces`` through ``engine``."""
+
+    def __init__(self, engine: Engine, timezone: str) -> None:
+        self.engine = engine
+        self.formatter = TimestampFormatter(timezone)
+        self._layout: Layout | None = None
+        self._sql = ""
+
+    def layout(self) -> Layout:
+        """The live table's layout (detected on first use; raises :class:`SinkUnavailable`)."""
+        if self._layout is None:
+            try:
+                layout = db.table_layout(self.engine)
+            except LayoutError as exc:
+                raise SinkUnavailable(str(exc)) from exc
+            except sa_exc.SQLAlchemyError as exc:
+                raise SinkUnavailable(describe(exc)) from exc
+            self._sql = insert_sql(layout, self.engine.dialect.paramstyle)
+            self._layout = layout
+        return self._layout
+
+    def probe(self) -> None:
+        """Check the database answers and the table is there; raises :class:`SinkUnavailable`."""
+        self._layout = None
+        db.forget_layout(self.engine)
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except sa_exc.SQLAlchemyError as exc:
+            raise SinkUnavailable(describe(exc)) from exc
+        self.layout()
+
+    def write(self, items: list[TraceItem]) -> WriteResult:
+        """Insert ``items`` in one transaction. Never raises: every item ends up counted as
+        written or dropped in the result, and ``unavailable`` tells the breaker about outages."""
+        result = WriteResult()
+        try:
+            layout = self.layout()
+        except SinkUnavailable as exc:
+            result.unavailable = True
+            result.drop(DB_ERROR, len(items), str(exc))
+            return result
+        rows = []
+        for item in items:
+            try:
+                row, known = build_row(item, layout, self.formatter)
+            except (TraceInputError, ValueError, TypeError, OverflowError) as exc:
+                result.drop(INVALID, 1, f"{type(exc).__name__}: {exc}")
+                continue
+            rows.append(row)
+            result.unknown_severity += not known
+        if rows:
+            self._insert_isolating(rows, result)
+        return result
+
+    def _insert_isolating(self, rows: list[tuple[Any, ...]], result: WriteResult) -> None:
+        """One multi-row INSERT; on a data error, row by row so only the bad rows are lost."""
+        try:
+            self._insert(rows)
+            result.written += len(rows)
+            return
+        except _ROW_ERRORS as exc:
+            result.last_error = describe(exc)
+        except sa_exc.SQLAlchemyError as exc:
+            self._unavailable(exc, len(rows), result)
+            return
+        for index, row in enumerate(rows):
+            try:
+                self._insert([row])
+                result.written += 1
+            except _ROW_ERRORS as exc:
+                result.drop(DB_ERROR, 1, describe(exc))
+            except sa_exc.SQLAlchemyError as exc:
+                self._unavailable(exc, len(rows) - index, result)
+                return
+
+    def _unavailable(self, exc: sa_exc.SQLAlchemyError, count: int, result: WriteResult) -> None:
+        if isinstance(exc, sa_exc.ProgrammingError | sa_exc.OperationalError):
+            # The table may have been dropped or altered: look again at the next probe.
+            self._layout = None
+            db.forget_layout(self.engine)
+        result.unavailable = True
+        result.drop(DB_ERROR, count, describe(exc))
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(self._sql, rows if len(rows) > 1 else rows[0])
