@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 from flask import Blueprint, Flask, current_app, jsonify
+from flask.cli import AppGroup
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
@@ -91,9 +92,8 @@ def _unexpected_error(exc: Exception) -> Any:
     return jsonify(error="Internal Server Error", message="unexpected error; it was logged"), 500
 
 
-@click.group("db")
-def db_cli() -> None:
-    """Database migrations of telemetry_traces and the service's own tables."""
+# AppGroup runs each command inside the app context (plain click groups do not).
+db_cli = AppGroup("db", help="Database migrations of telemetry_traces and the service's tables.")
 
 
 @db_cli.command("upgrade")

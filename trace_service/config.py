@@ -198,3 +198,4 @@ class TestingConfig(Config):
     strict: bool = setting("TRACE_STRICT", _bool, True)
     flush_interval: float = setting("TRACE_FLUSH_INTERVAL", _ranged(float, 0.001, 60), 0.05)
     name: ClassVar[str] = "testing"
+    __test__: ClassVar[bool] = False  # not a pytest test class, despite its name

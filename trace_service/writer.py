@@ -190,29 +190,9 @@ class TraceWriter:
                 return self._drop(SHUTDOWN)
             if not self._accepting:
                 return self._drop(CIRCUIT_OPEN)
-            if type(event_key) is not str or not 0 < len(event_key) <= MAX_EVENT_KEY:
-                return self._reject(
-                    f"event_key={str(event_key)[:40]!r} is invalid: a string of 1 to "
-                    f"{MAX_EVENT_KEY} characters is required"
-                )
-            if actor_admin_id is not None and type(actor_admin_id) is not int:
-                actor_admin_id = _as_actor_id(actor_admin_id)
-                if actor_admin_id is None:
-                    return self._reject("actor_admin_id is invalid: an integer or None is required")
-            if occurred_at is not None and not isinstance(occurred_at, datetime):
-                return self._reject("occurred_at is invalid: a datetime or None is required")
-            frozen = freeze(metadata) if metadata else None
-            info = context._current.get()
-            item = TraceItem(
-                event_key,
-                severity,
-                actor_admin_id,
-                ip_address if ip_address is not None else info.ip_address,
-                user_agent if user_agent is not None else info.user_agent,
-                route_name if route_name is not None else info.route_name,
-                request_id if request_id is not None else info.request_id,
-                frozen,
-                occurred_at if occurred_at is not None else time.time_ns(),
+            item = _make_item(
+                event_key, severity, actor_admin_id, metadata, route_name, request_id,
+                ip_address, user_agent, occurred_at,
             )
         except TraceInputError as exc:
             return self._reject(str(exc))
@@ -453,6 +433,47 @@ class TraceWriter:
 
     def __repr__(self) -> str:
         return f"<TraceWriter mode={self.mode} url={self.config.database_url} strict={self.strict}>"
+
+
+def _make_item(
+    event_key: str,
+    severity: object,
+    actor_admin_id: object,
+    metadata: Any,
+    route_name: str | None,
+    request_id: str | None,
+    ip_address: str | None,
+    user_agent: str | None,
+    occurred_at: datetime | None,
+) -> TraceItem:
+    """Validate ``record()``'s arguments and freeze them into a queue item.
+
+    Raises :class:`TraceInputError` naming the argument; fills the fields the caller left out
+    from the current request context.
+    """
+    if type(event_key) is not str or not 0 < len(event_key) <= MAX_EVENT_KEY:
+        raise TraceInputError(
+            f"event_key={str(event_key)[:40]!r} is invalid: a string of 1 to {MAX_EVENT_KEY} "
+            "characters is required"
+        )
+    if actor_admin_id is not None and type(actor_admin_id) is not int:
+        actor_admin_id = _as_actor_id(actor_admin_id)
+        if actor_admin_id is None:
+            raise TraceInputError("actor_admin_id is invalid: an integer or None is required")
+    if occurred_at is not None and not isinstance(occurred_at, datetime):
+        raise TraceInputError("occurred_at is invalid: a datetime or None is required")
+    info = context.current()
+    return TraceItem(
+        event_key,
+        severity,
+        actor_admin_id,  # type: ignore[arg-type]
+        ip_address if ip_address is not None else info.ip_address,
+        user_agent if user_agent is not None else info.user_agent,
+        route_name if route_name is not None else info.route_name,
+        request_id if request_id is not None else info.request_id,
+        freeze(metadata) if metadata else None,
+        occurred_at if occurred_at is not None else time.time_ns(),
+    )
 
 
 def _as_actor_id(value: object) -> int | None:

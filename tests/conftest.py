@@ -1,0 +1,106 @@
+"""Fixtures shared by the whole suite: real MariaDB databases, SQLite files, writers.
+
+MariaDB is a real server at 127.0.0.1:3306 (``TRACE_TEST_MARIADB_URL`` overrides). If it is down
+the MariaDB tests fail, loudly: a skipped database test would be a test that cannot fail.
+Every test gets its own database, created and dropped around it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+import trace_service.writer as writer_module
+from trace_service import migrate
+from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.db import create_engine
+from trace_service.writer import TraceWriter
+
+MARIADB_SERVER_URL = os.environ.get("TRACE_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
+BACKENDS = ("mariadb", "sqlite")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Like logging.raiseExceptions: in the suite, writers raise instead of swallowing, so a
+    # writer that fails on every insert cannot pass. Swallow-path tests pass strict=False.
+    writer_module.raise_exceptions = True
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[Engine]:
+    """An engine on the MariaDB server (no database selected)."""
+    engine = create_engine(MARIADB_SERVER_URL, connect_timeout=3)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(
+            f"MariaDB is not reachable at {DatabaseURL(MARIADB_SERVER_URL)} ({exc.orig}); start it "
+            "with: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+            pytrace=False,
+        )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def mariadb_url(mariadb_server: Engine) -> Iterator[str]:
+    """The URL of a new, empty MariaDB database, dropped after the test."""
+    name = f"ts_test_{uuid.uuid4().hex[:12]}"
+    with mariadb_server.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    yield f"{MARIADB_SERVER_URL}/{name}?charset=utf8mb4"
+    with mariadb_server.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The URL of a new SQLite file."""
+    return f"sqlite:///{tmp_path / 'traces.sqlite3'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> str:
+    """An empty database on each backend in turn."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on ``database_url``."""
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def migrated_engine(engine: Engine) -> Engine:
+    """``engine`` with the migrations applied (layout A created)."""
+    migrate.upgrade(engine)
+    return engine
+
+
+@pytest.fixture
+def make_writer(database_url: str) -> Iterator[Callable[..., TraceWriter]]:
+    """A factory of writers on ``database_url`` (TestingConfig, overrides as keywords)."""
+    writers: list[TraceWriter] = []
+
+    def make(url: str | None = None, strict: bool | None = None, **settings: Any) -> TraceWriter:
+        config = TestingConfig(database_url=DatabaseURL(url or database_url), **settings)
+        writer = TraceWriter.from_config(config, strict=strict)
+        writers.append(writer)
+        return writer
+
+    yield make
+    for writer in writers:
+        writer.strict = False  # teardown must not mask the test's own failure
+        writer.close(timeout=2)

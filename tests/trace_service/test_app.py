@@ -1,0 +1,73 @@
+"""The app factory: health endpoints, JSON errors, and the `flask db` commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from trace_service import migrate
+from trace_service.app import create_app
+from trace_service.config import DatabaseURL, TestingConfig
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[Flask]:
+    app = create_app(TestingConfig(database_url=DatabaseURL(database_url)))
+    app.config["TESTING"] = True
+    yield app
+    app.extensions["trace_writer"].close(2)
+    app.extensions["trace_engine"].dispose()
+
+
+def test_healthz_answers_without_a_database(app: Flask) -> None:
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 200 and response.json == {"status": "ok"}
+    assert uuid.UUID(response.headers["X-Request-ID"]).version == 4
+
+
+def test_readyz_is_503_until_the_table_exists_then_200(app: Flask) -> None:
+    client = app.test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "flask db upgrade" in response.json["reason"]  # type: ignore[index]
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "database at revision 0001" in result.output
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json["layout"] == "A"  # type: ignore[index]
+
+
+def test_unknown_route_is_a_json_404(app: Flask) -> None:
+    response = app.test_client().get("/nope")
+    assert response.status_code == 404 and response.json["error"] == "Not Found"  # type: ignore[index]
+
+
+def test_db_current_reports_revision_and_layout(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    runner.invoke(args=["db", "upgrade"])
+    result = runner.invoke(args=["db", "current"])
+    assert "revision: 0001" in result.output and "layout: A" in result.output
+
+
+def test_alembic_command_line_reads_the_url_from_the_environment(sqlite_url: str) -> None:
+    env = {**os.environ, "TRACE_DATABASE_URL": sqlite_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(migrate.PROJECT_ROOT / "alembic.ini"),
+         "upgrade", "head"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=migrate.PROJECT_ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    from trace_service.db import create_engine
+
+    engine = create_engine(sqlite_url)
+    try:
+        assert migrate.current_revision(engine) == "0001"
+    finally:
+        engine.dispose()
