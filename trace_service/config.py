@@ -92,13 +92,15 @@ def _bool(raw: str) -> bool:
 
 
 def _ranged(cast: Callable[[str], T], low: float, high: float) -> Callable[[str], T]:
+    kind = "an integer" if cast is int else "a number"
+
     def parse(raw: str) -> T:
         try:
             value = cast(raw)
         except ValueError as exc:
-            raise ValueError(f"a {cast.__name__} between {low} and {high} is allowed") from exc
+            raise ValueError(f"{kind} between {low:g} and {high:g} is allowed") from exc
         if not low <= value <= high:  # type: ignore[operator]
-            raise ValueError(f"a {cast.__name__} between {low} and {high} is allowed")
+            raise ValueError(f"{kind} between {low:g} and {high:g} is allowed")
         return value
 
     return parse

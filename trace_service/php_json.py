@@ -2,10 +2,11 @@
 
 Two steps, so that what is stored never depends on what a caller does to its dict afterwards:
 
-* :func:`freeze` runs in the caller's thread: a deep copy reduced to JSON types, with keys turned
-  into strings the way PHP turns array keys into strings. It is the only per-call cost.
-* :func:`encode_metadata` runs in the writer's thread: the frozen value to the exact bytes PHP would
-  produce (``spec/php-compat.md`` §2 and §6), or ``None`` for SQL NULL.
+* :func:`snapshot` runs in the caller's thread: a deep copy taken by ``marshal.dumps`` (C speed,
+  one untracked ``bytes`` object, so the hot path feeds the cyclic GC nothing). Values marshal
+  refuses (subclasses, arbitrary objects) go through :func:`freeze` instead.
+* :func:`encode_snapshot` runs in the writer's thread: the snapshot to the exact text PHP would
+  store (``spec/php-compat.md`` §2 and §6), or ``None`` for SQL NULL.
 
 Defined results for what PHP cannot express (PHP would throw instead):
 
@@ -15,10 +16,12 @@ input                       result
 empty dict/list at top      SQL NULL (PHP stores NULL for an empty array)
 non-empty list at top       an object keyed "0", "1", ... (PHP's ``(object)`` cast): the PHP
                             reader refuses a top-level list
+scalar at top               :class:`MetadataError`: wrap it in a dict
 empty dict nested           ``[]`` (PHP's empty array)
 dict keyed 0..n-1 nested    a JSON list (PHP's packed array)
 NaN, +/-Infinity            ``null`` (PHP would throw JSON_ERROR_INF_OR_NAN)
-tuple, set, frozenset       a list
+tuple                       a list
+set, frozenset              a list sorted by ``repr`` (a set has no order to keep)
 bytes, bytearray            text, UTF-8 decoded with U+FFFD for bad bytes
 int/bool/None/float keys    "5", "1"/"0", "", truncated int (PHP array-key casts)
 any other object            ``str(obj)``
@@ -28,10 +31,12 @@ nesting deeper than 512     :class:`MetadataError` (PHP's default depth; also ca
 
 from __future__ import annotations
 
+import marshal
 import math
+import re
 from collections.abc import Callable, Mapping
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-from typing import Any
+from json.encoder import encode_basestring_ascii
+from typing import Any, cast
 
 from trace_service.errors import TraceInputError
 
@@ -39,12 +44,13 @@ MAX_DEPTH = 512
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _ascii: Callable[[str], str] = encode_basestring_ascii
+_DEL_ESCAPE = re.compile(r"((?<!\\)(?:\\\\)*)\\u007f")
 
 Frozen = dict[str, Any] | list[Any] | str | int | float | bool | None
 
 
 class MetadataError(TraceInputError):
-    """Metadata that cannot be stored: nested deeper than PHP's limit, or cyclic."""
+    """Metadata that cannot be stored: not a dict or list, nested deeper than PHP's limit, cyclic."""
 
 
 def php_key(key: object) -> str:
@@ -59,11 +65,25 @@ def php_key(key: object) -> str:
         return ""
     if isinstance(key, float) and math.isfinite(key):
         return str(int(key))
+    if isinstance(key, (bytes, bytearray)):
+        return bytes(key).decode("utf-8", "replace")
     return str(key)
 
 
+def snapshot(metadata: Any) -> bytes | Frozen:
+    """A deep copy of ``metadata`` that later changes to the caller's object cannot reach."""
+    if not isinstance(metadata, (dict, list, tuple, Mapping)):
+        raise MetadataError(
+            f"metadata must be a dict (or a list), got {type(metadata).__name__}: wrap it in a dict"
+        )
+    try:
+        return marshal.dumps(cast(Any, metadata))
+    except ValueError:  # a subclass or an object marshal does not know
+        return freeze(metadata)
+
+
 def freeze(value: Any, depth: int = 0) -> Frozen:
-    """Deep-copy ``value`` into JSON types (see the module table); never shares a container."""
+    """Deep-copy ``value`` into plain JSON types (see the module table); shares no container."""
     kind = type(value)
     if kind in _SCALARS:
         return value  # type: ignore[no-any-return]
@@ -76,29 +96,31 @@ def freeze(value: Any, depth: int = 0) -> Frozen:
                 key = php_key(key)
             out[key] = item if type(item) in _SCALARS else freeze(item, depth + 1)
         return out
-    if kind is list or kind is tuple or isinstance(value, (list, tuple, set, frozenset)):
+    if isinstance(value, (set, frozenset)):
+        value = sorted(value, key=repr)
+    if isinstance(value, (list, tuple)):
         return [item if type(item) in _SCALARS else freeze(item, depth + 1) for item in value]
+    return _plain_scalar(value)
+
+
+def _plain_scalar(value: Any) -> Frozen:
+    """Bytes, subclasses of the scalars (IntEnum, str-Enum) and anything else, as plain values."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8", "replace")
-    # Subclasses of the scalars (IntEnum, str-Enum, numpy-free float subclasses) lose their class.
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str.__str__(value)
+    for base in (bool, int, float, str):
+        if isinstance(value, base):
+            return base(value) if base is not str else str.__str__(value)
     return str(value)
 
 
 def php_float(number: float) -> str:
     """``number`` as PHP 8 writes a float in JSON (serialize_precision -1, ``zend_gcvt``)."""
+    text = repr(number)  # the shortest round-trip digits, as zend_dtoa mode 0 gives
+    if "e" not in text and "n" not in text:
+        # Fixed notation (1e-4 <= |x| < 1e16, and zero): the same text as PHP, but for ".0".
+        return text[:-2] if text.endswith(".0") else text
     if not math.isfinite(number):
         return "null"
-    if number == 0.0:
-        return "-0" if math.copysign(1.0, number) < 0 else "0"
-    text = repr(number)  # the shortest round-trip digits, as zend_dtoa mode 0 gives
     sign = ""
     if text[0] == "-":
         sign, text = "-", text[1:]
@@ -122,13 +144,20 @@ def php_float(number: float) -> str:
 
 def php_string(text: str) -> str:
     """``text`` as a PHP JSON string: ASCII with lower-case \\u escapes, ``/`` escaped, DEL raw."""
-    if "\x7f" in text:
-        # Python escapes DEL, PHP leaves it raw: encode around it.
-        inner = "\x7f".join(_ascii(part)[1:-1] for part in text.split("\x7f"))
-        encoded = f'"{inner}"'
-    else:
-        encoded = _ascii(text)
-    return encoded.replace("/", "\\/") if "/" in encoded else encoded
+    return _php_fixups(_ascii(text))
+
+
+def _php_fixups(encoded: str) -> str:
+    """Turn Python's ASCII JSON into PHP's: escape ``/``, leave DEL (0x7f) raw.
+
+    Safe on a whole document: ``/`` occurs only inside strings, and a real ``\\u007f`` escape is
+    one preceded by an even number of backslashes.
+    """
+    if "/" in encoded:
+        encoded = encoded.replace("/", "\\/")
+    if "\\u007f" in encoded:
+        encoded = _DEL_ESCAPE.sub(lambda m: m.group(1) + "\x7f", encoded)
+    return encoded
 
 
 def _is_packed(obj: dict[str, Any]) -> bool:
@@ -136,42 +165,79 @@ def _is_packed(obj: dict[str, Any]) -> bool:
     return all(key == str(index) for index, key in enumerate(obj))
 
 
-def _encode(value: Frozen, as_object: bool = False) -> str:
+def _encode_dict(obj: dict[Any, Any], depth: int, as_object: bool) -> str:
+    if depth >= MAX_DEPTH:
+        raise MetadataError(f"metadata nested deeper than {MAX_DEPTH} levels (or cyclic)")
+    if not obj and not as_object:
+        return "[]"
+    if not as_object and "0" in obj and _is_packed(obj):
+        return _encode_list(list(obj.values()), depth, False)
+    parts = []
+    for key, item in obj.items():
+        if type(key) is not str:
+            # Rare: normalise every key (later duplicates win, as in PHP) and start again.
+            return _encode_dict({php_key(k): v for k, v in obj.items()}, depth, as_object)
+        kind = type(item)
+        if kind is str:
+            parts.append(_ascii(key) + ":" + _ascii(item))
+        elif kind is int:
+            parts.append(_ascii(key) + ":" + int.__repr__(item))
+        else:
+            parts.append(_ascii(key) + ":" + _encode(item, depth + 1))
+    return "{" + ",".join(parts) + "}"
+
+
+def _encode_list(items: list[Any] | tuple[Any, ...], depth: int, as_object: bool) -> str:
+    if depth >= MAX_DEPTH:
+        raise MetadataError(f"metadata nested deeper than {MAX_DEPTH} levels (or cyclic)")
+    if as_object:
+        return "{" + ",".join([f'"{i}":' + _encode(v, depth + 1) for i, v in enumerate(items)]) + "}"
+    return "[" + ",".join([_encode(item, depth + 1) for item in items]) + "]"
+
+
+def _encode(value: Any, depth: int) -> str:
+    """Python-flavoured ASCII JSON with PHP's numbers and arrays; :func:`_php_fixups` finishes."""
     kind = type(value)
     if kind is str:
-        return php_string(value)  # type: ignore[arg-type]
+        return _ascii(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is dict:
+        return _encode_dict(value, depth, False)
+    if kind is list or kind is tuple:
+        return _encode_list(value, depth, False)
+    if kind is float:
+        return php_float(value)
     if kind is bool:
         return "true" if value else "false"
-    if kind is int:
-        return int.__repr__(value)  # type: ignore[arg-type]
-    if kind is float:
-        return php_float(value)  # type: ignore[arg-type]
     if value is None:
         return "null"
-    if kind is dict:
-        obj: dict[str, Any] = value  # type: ignore[assignment]
-        if not obj and not as_object:
-            return "[]"
-        if not as_object and "0" in obj and _is_packed(obj):
-            return "[" + ",".join(_encode(item) for item in obj.values()) + "]"
-        return "{" + ",".join(php_string(k) + ":" + _encode(v) for k, v in obj.items()) + "}"
-    if kind is list:
-        items: list[Any] = value  # type: ignore[assignment]
-        if as_object:
-            return "{" + ",".join(f'"{i}":' + _encode(v) for i, v in enumerate(items)) + "}"
-        return "[" + ",".join(_encode(item) for item in items) + "]"
-    raise MetadataError(f"metadata holds a {kind.__name__}; pass it through freeze() first")
+    if kind is set or kind is frozenset:
+        return _encode_list(sorted(value, key=repr), depth, False)
+    if isinstance(value, Mapping):
+        return _encode_dict(dict(value), depth, False)
+    return _encode(_plain_scalar(value), depth)
 
 
-def encode_metadata(value: Frozen) -> str | None:
-    """Frozen metadata to the bytes PHP stores, or ``None`` (SQL NULL) when it is empty.
+def encode_metadata(value: Any) -> str | None:
+    """Metadata (plain or marshal-loaded) to the text PHP stores, or ``None`` (SQL NULL).
 
     The top level is always a JSON object: PHP's reader refuses anything else.
     """
-    if value is None or value == {} or value == []:
+    if value is None or (isinstance(value, (dict, list, tuple)) and not value):
         return None
-    if type(value) not in (dict, list):
-        raise MetadataError(
-            f"metadata must be a dict (or a list), got {type(value).__name__}: wrap it in a dict"
-        )
-    return _encode(value, as_object=True)
+    try:
+        if isinstance(value, dict):
+            return _php_fixups(_encode_dict(value, 0, True))
+        if isinstance(value, (list, tuple)):
+            return _php_fixups(_encode_list(value, 0, True))
+    except RecursionError:  # two frames a level: a cycle can exhaust the stack before depth 512
+        raise MetadataError(f"metadata nested deeper than {MAX_DEPTH} levels (or cyclic)") from None
+    raise MetadataError(
+        f"metadata must be a dict (or a list), got {type(value).__name__}: wrap it in a dict"
+    )
+
+
+def encode_snapshot(snap: bytes | Frozen) -> str | None:
+    """A :func:`snapshot` to the text PHP stores, or ``None`` (SQL NULL)."""
+    return encode_metadata(marshal.loads(snap) if type(snap) is bytes else snap)

@@ -16,7 +16,9 @@ Promises (``design.md``, "Writer library"):
   swallows as well.
 * **Loss is data.** Every call is counted once: written, or dropped by reason (:data:`REASONS`).
   ``written + dropped + pending == submitted`` at every instant, and ``pending`` is 0 after
-  ``flush()`` returns True.
+  ``flush()`` returns True. ``unconfirmed`` rows were sent but their commit was never
+  acknowledged: they may be stored (stored rows lie between ``written`` and
+  ``written + unconfirmed``); they are not retried, so nothing is stored twice.
 * **A dead database is cheap.** A circuit breaker opens after consecutive failures; while open,
   ``record()`` drops at once (``circuit_open``) and the thread probes with backoff, then resumes
   by itself. Log lines go to ``trace_service.writer`` at most once a minute per kind.
@@ -51,8 +53,8 @@ from trace_service.config import Config, DatabaseURL
 from trace_service.db import create_engine
 from trace_service.errors import TraceInputError, TraceWriteError
 from trace_service.lograte import RateLimitedLogger
-from trace_service.php_json import freeze
-from trace_service.sink import DB_ERROR, INVALID, TraceItem, TraceSink, WriteResult
+from trace_service.php_json import snapshot
+from trace_service.sink import DB_ERROR, INVALID, UNCONFIRMED, TraceItem, TraceSink, WriteResult
 
 logger = logging.getLogger("trace_service.writer")
 
@@ -61,11 +63,14 @@ MASKING_ERROR = "masking_error"
 CIRCUIT_OPEN = "circuit_open"
 SHUTDOWN = "shutdown"
 INTERNAL_ERROR = "internal_error"
-REASONS = (QUEUE_FULL, DB_ERROR, INVALID, MASKING_ERROR, CIRCUIT_OPEN, SHUTDOWN, INTERNAL_ERROR)
+REASONS = (QUEUE_FULL, DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, CIRCUIT_OPEN, SHUTDOWN,
+           INTERNAL_ERROR)
 # Drops that mean something is wrong (as opposed to load or shutdown): strict mode raises on them.
-ERROR_REASONS = frozenset({DB_ERROR, INVALID, MASKING_ERROR, INTERNAL_ERROR})
+ERROR_REASONS = frozenset({DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, INTERNAL_ERROR})
 
 MAX_EVENT_KEY = 255
+# tuple.__new__ builds the NamedTuple in C; TraceItem(...) goes through a Python-level __new__.
+_new_item: Any = tuple.__new__
 
 #: Like ``logging.raiseExceptions``: the default of ``strict`` for writers that do not say.
 #: The test suite sets it to True; production leaves it False.
@@ -150,7 +155,10 @@ class TraceWriter:
         self._done = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._queue: deque[TraceItem] = deque()
-        self._submitted = 0
+        # submitted = _direct + _taken + len(_queue): callers append without a lock; what leaves
+        # the queue is counted by whoever takes it (under the lock), what never enters it here.
+        self._direct = 0
+        self._taken = 0
         self._written = 0
         self._dropped: Counter[str] = Counter()
         self._unknown_severity = 0
@@ -203,22 +211,23 @@ class TraceWriter:
         return self._enqueue(item)
 
     def _enqueue(self, item: TraceItem) -> bool:
-        with self._lock:
-            self._submitted += 1
-            if len(self._queue) >= self._queue_size:
-                self._dropped[QUEUE_FULL] += 1
-                return False
-            self._queue.append(item)
-            depth = len(self._queue)
+        queue = self._queue
+        # Lock-free on purpose (deque.append is atomic): the bound may be overshot by as many
+        # items as there are threads racing past this check at once.
+        if len(queue) >= self._queue_size:
+            return self._drop(QUEUE_FULL)
+        queue.append(item)
         if self._thread is None:
             self._start()
-        if depth >= self._batch_size and not self._wake.is_set():
+        if len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
+        if self._closed:  # close() ran between our check in record() and the append
+            self._discard_queued(SHUTDOWN)
         return True
 
     def _drop(self, reason: str, exc: BaseException | None = None) -> bool:
         with self._lock:
-            self._submitted += 1
+            self._direct += 1
             self._dropped[reason] += 1
             if exc is not None:
                 self._last_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -280,13 +289,13 @@ class TraceWriter:
         return True
 
     def _take(self, limit: int) -> list[TraceItem]:
+        """Pop up to ``limit`` items, counted as taken in the same locked step."""
         queue = self._queue
-        batch = []
-        while queue and len(batch) < limit:
-            try:
+        batch: list[TraceItem] = []
+        with self._lock:
+            while queue and len(batch) < limit:
                 batch.append(queue.popleft())
-            except IndexError:  # emptied by close() in between
-                break
+            self._taken += len(batch)
         return batch
 
     def _probe(self) -> None:
@@ -336,7 +345,7 @@ class TraceWriter:
 
     def _write_inline(self, item: TraceItem) -> bool:
         with self._lock:
-            self._submitted += 1
+            self._direct += 1
         if self._breaker.state == OPEN:
             self._probe()
             if self._breaker.state == OPEN:
@@ -399,7 +408,10 @@ class TraceWriter:
         return True
 
     def _pending_locked(self) -> int:
-        return self._submitted - self._written - sum(self._dropped.values())
+        return self._submitted_locked() - self._written - sum(self._dropped.values())
+
+    def _submitted_locked(self) -> int:
+        return self._direct + self._taken + len(self._queue)
 
     def _raise_if_lost(self) -> None:
         with self._lock:
@@ -414,7 +426,7 @@ class TraceWriter:
         """A consistent snapshot of the counters (never raises)."""
         with self._lock:
             return WriterStats(
-                submitted=self._submitted,
+                submitted=self._submitted_locked(),
                 written=self._written,
                 dropped_by_reason={reason: self._dropped[reason] for reason in REASONS},
                 pending=self._pending_locked(),
@@ -463,17 +475,18 @@ def _make_item(
     if occurred_at is not None and not isinstance(occurred_at, datetime):
         raise TraceInputError("occurred_at is invalid: a datetime or None is required")
     info = context.current()
-    return TraceItem(
+    item: TraceItem = _new_item(TraceItem, (
         event_key,
         severity,
-        actor_admin_id,  # type: ignore[arg-type]
+        actor_admin_id,
         ip_address if ip_address is not None else info.ip_address,
         user_agent if user_agent is not None else info.user_agent,
         route_name if route_name is not None else info.route_name,
         request_id if request_id is not None else info.request_id,
-        freeze(metadata) if metadata else None,
+        None if metadata is None else snapshot(metadata),
         occurred_at if occurred_at is not None else time.time_ns(),
-    )
+    ))
+    return item
 
 
 def _as_actor_id(value: object) -> int | None:

@@ -8,6 +8,7 @@ black-hole or restore the path on command.
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -106,7 +107,5 @@ class TCPProxy:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass

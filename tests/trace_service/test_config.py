@@ -34,12 +34,15 @@ def test_values_are_cast() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("TRACE_QUEUE_SIZE", "lots", r"TRACE_QUEUE_SIZE='lots' is invalid: a int between 1 and"),
-        ("TRACE_BATCH_SIZE", "0", r"TRACE_BATCH_SIZE='0' is invalid: a int between 1 and 10000"),
-        ("TRACE_TABLE_TIMEZONE", "Mars/Olympus", r"TRACE_TABLE_TIMEZONE='Mars/Olympus' is invalid: an IANA zone"),
+        ("TRACE_QUEUE_SIZE", "lots", r"TRACE_QUEUE_SIZE='lots' is invalid: an integer between 1 and"),
+        ("TRACE_BATCH_SIZE", "0", r"TRACE_BATCH_SIZE='0' is invalid: an integer between 1 and 10000 "),
+        ("TRACE_FLUSH_INTERVAL", "-1", r"TRACE_FLUSH_INTERVAL='-1' is invalid: a number between 0.001 and"),
+        ("TRACE_TABLE_TIMEZONE", "Mars/Olympus",
+         r"TRACE_TABLE_TIMEZONE='Mars/Olympus' is invalid: an IANA zone"),
         ("TRACE_WRITER_MODE", "async", r"TRACE_WRITER_MODE='async' is invalid: one of thread, inline"),
         ("TRACE_STRICT", "maybe", r"TRACE_STRICT='maybe' is invalid: one of 1/0"),
-        ("TRACE_DATABASE_URL", "postgresql://u:secretpw@h/d", r"TRACE_DATABASE_URL=<hidden> is invalid: the backend must be"),
+        ("TRACE_DATABASE_URL", "postgresql://u:secretpw@h/d",
+         r"TRACE_DATABASE_URL=<hidden> is invalid: the backend must be"),
     ],
 )
 def test_bad_values_name_the_variable_the_value_and_what_is_allowed(

@@ -42,5 +42,5 @@ def test_live_lengths_override_defaults() -> None:
 
 def test_insert_columns_follow_the_layout() -> None:
     assert LAYOUT_A.insert_columns[-1] == "created_at"
-    assert ("actor_type", "actor_id") == LAYOUT_B.insert_columns[2:4]
+    assert LAYOUT_B.insert_columns[2:4] == ("actor_type", "actor_id")
     assert LAYOUT_B0.insert_columns[2] == "actor_admin_id"

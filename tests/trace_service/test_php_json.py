@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trace_service.php_json import MetadataError, encode_metadata, freeze, php_float, php_key
+from trace_service.php_json import (
+    MetadataError,
+    encode_metadata,
+    encode_snapshot,
+    freeze,
+    php_float,
+    php_key,
+    snapshot,
+)
 
 
 def php_encode(value: object) -> str | None:
@@ -49,7 +57,8 @@ def test_encoding_matches_php_bytes(value: object, php_bytes: str) -> None:
         (0.1, "0.1"), (1.5, "1.5"), (-2.25, "-2.25"), (0.0, "0"), (100.0, "100"),
         (0.0001, "0.0001"), (0.00001, "1.0e-5"), (1.5e-7, "1.5e-7"),
         (123456789012345680.0, "1.2345678901234568e+17"), (1e17, "1.0e+17"),
-        (1e18, "1.0e+18"), (12345678901234567.0, "12345678901234568"), (3.141592653589793, "3.141592653589793"), (-1e100, "-1.0e+100"),
+        (1e18, "1.0e+18"), (12345678901234567.0, "12345678901234568"),
+        (3.141592653589793, "3.141592653589793"), (-1e100, "-1.0e+100"),
         (1.7976931348623157e308, "1.7976931348623157e+308"),
     ],
 )
@@ -160,3 +169,49 @@ def test_strings_escape_slash_and_keep_del_raw(text: str) -> None:
     body = encoded[len('{"s":'):-1]
     assert "/" not in body.replace("\\/", "")
     assert json.loads(body) == text
+
+
+def test_snapshot_is_a_deep_copy() -> None:
+    original = {"list": [1, {"deep": "before"}], "n": 1.5}
+    snap = snapshot(original)
+    original["list"][1]["deep"] = "after"  # type: ignore[index]
+    original["n"] = 2
+    assert encode_snapshot(snap) == '{"list":[1,{"deep":"before"}],"n":1.5}'
+
+
+def test_snapshot_refuses_a_scalar_at_the_top() -> None:
+    with pytest.raises(MetadataError, match="got int: wrap it in a dict"):
+        snapshot(5)
+
+
+def test_snapshot_of_a_cycle_is_an_error_when_encoded() -> None:
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    with pytest.raises(MetadataError, match="deeper than 512"):
+        encode_snapshot(snapshot({"c": cyclic}))
+
+
+def test_snapshot_falls_back_to_freeze_for_what_marshal_refuses() -> None:
+    import enum
+    from collections import OrderedDict
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    value = OrderedDict(level=Level.HIGH, obj=object.__new__(type("Thing", (), {"__str__": lambda s: "t"})))
+    assert isinstance(snapshot(value), dict)
+    assert encode_snapshot(snapshot(value)) == '{"level":3,"obj":"t"}'
+
+
+odd_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.tuples(children, children)
+    | st.frozensets(st.integers(), max_size=3)
+    | st.dictionaries(st.text() | st.integers() | st.booleans() | st.none(), children, max_size=4),
+    max_leaves=25,
+)
+
+
+@given(st.dictionaries(st.text(), odd_values, max_size=5))
+def test_snapshot_path_equals_the_freeze_path(metadata: dict[str, object]) -> None:
+    assert encode_snapshot(snapshot(metadata)) == encode_metadata(freeze(metadata))

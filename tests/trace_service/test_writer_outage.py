@@ -81,10 +81,11 @@ def test_database_dies_mid_stream_callers_see_nothing_and_counters_add_up(
         stats = writer.stats()
         assert errors == []
         assert stats.pending == 0 and stats.written + stats.dropped == stats.submitted
-        assert stats.dropped_by_reason["db_error"] + stats.dropped_by_reason["circuit_open"] > 0
+        assert stats.dropped_by_reason["circuit_open"] > 0
         with direct.connect() as conn:
             stored = conn.execute(sa.text("SELECT COUNT(*) FROM telemetry_traces")).scalar_one()
-        assert stored == stats.written
+        # A batch whose commit reply was lost may be stored: that is what "unconfirmed" counts.
+        assert stats.written <= stored <= stats.written + stats.dropped_by_reason["unconfirmed"]
         assert stats.breaker == "closed"
     finally:
         stop.set()

@@ -1,0 +1,242 @@
+"""Benchmark of the trace writer against its baselines, in one run, on the local MariaDB.
+
+    .venv/bin/python bench/writer.py [--calls 20000] [--rows 50000] [--batch 500] [--rounds 3]
+
+1. Caller cost of ``TraceWriter.record()`` next to stdlib ``QueueHandler.emit`` on the same
+   record (median and p99, microseconds), measured two ways:
+   * hand-off only: neither consumer drains during the timed calls, so only the caller's own work
+     is timed (queues are drained between rounds);
+   * under load: each consumer writes to MariaDB while the caller is timed. The stdlib side's
+     consumer is a ``QueueListener`` whose handler batches rows into the same table with
+     PyMySQL ``executemany``, i.e. the obvious stdlib-built telemetry writer.
+2. Sustained rows/s of the writer (records submitted as fast as one thread can, until
+   ``flush()`` returns) next to raw PyMySQL ``executemany`` of the same rows in the same batch
+   size, each batch committed.
+
+Targets (issue 3): caller cost <= 1.0x QueueHandler; throughput >= 0.8x raw. Rounds alternate
+between the two sides so machine noise hits both; medians over rounds are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import queue
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from trace_service import migrate  # noqa: E402
+from trace_service.config import Config, DatabaseURL  # noqa: E402
+from trace_service.db import create_engine  # noqa: E402
+from trace_service.writer import TraceWriter  # noqa: E402
+
+SERVER = os.environ.get("TRACE_BENCH_MARIADB", "mysql+pymysql://root@127.0.0.1:3306")
+METADATA = {  # ~212 bytes of JSON, as perf-baseline.md's rows
+    "target_id": 3, "target_type": "admin", "reason": "password_reset_requested",
+    "changes": {"status": ["active", "locked"], "attempts": 5},
+    "client": {"platform": "web", "version": "4.12.1"}, "duration_ms": 12.5,
+    "tags": ["auth", "stepup"],
+}
+KW: dict[str, Any] = dict(
+    severity="info", actor_admin_id=7, metadata=METADATA, route_name="admins.list",
+    request_id="3f2504e0-4f89-41d3-9a0c-0305e82c3301", ip_address="10.0.0.1",
+    user_agent="Mozilla/5.0 (bench)",
+)
+INSERT = (
+    "INSERT INTO telemetry_traces (event_key, severity, actor_admin_id, ip_address, user_agent, "
+    "route_name, request_id, metadata, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def connect(database: str) -> pymysql.connections.Connection:
+    return pymysql.connect(host="127.0.0.1", user="root", database=database, charset="utf8mb4")
+
+
+def truncate(database: str) -> None:
+    conn = connect(database)
+    with conn.cursor() as cur:
+        cur.execute("TRUNCATE TABLE telemetry_traces")
+    conn.close()
+
+
+def row_for_stdlib(record: logging.LogRecord) -> tuple[Any, ...]:
+    import json
+
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.created))
+    return (record.msg, "info", 7, "10.0.0.1", "Mozilla/5.0 (bench)", "admins.list",
+            "3f2504e0-4f89-41d3-9a0c-0305e82c3301",
+            json.dumps(record.metadata, separators=(",", ":")),  # type: ignore[attr-defined]
+            f"{stamp}.{int(record.msecs * 1000):06d}")
+
+
+class BatchingDBHandler(logging.Handler):
+    """The stdlib consumer under load: batch rows into MariaDB with executemany."""
+
+    def __init__(self, database: str, batch: int) -> None:
+        super().__init__()
+        self.conn = connect(database)
+        self.batch = batch
+        self.rows: list[tuple[Any, ...]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.rows.append(row_for_stdlib(record))
+        if len(self.rows) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            with self.conn.cursor() as cur:
+                cur.executemany(INSERT, self.rows)
+            self.conn.commit()
+            self.rows = []
+
+
+def make_log_record() -> logging.LogRecord:
+    record = logging.LogRecord("telemetry", logging.INFO, __file__, 1, "auth.login.attempt",
+                               None, None)
+    record.metadata = METADATA
+    return record
+
+
+def time_calls(call: Callable[[], Any], n: int) -> list[float]:
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(n):
+        start = clock()
+        call()
+        samples.append((clock() - start) / 1000)
+    return samples
+
+
+def caller_cost(url: str, database: str, calls: int, rounds: int, batch: int) -> None:
+    print(f"\n1. caller cost, {calls} calls x {rounds} rounds per side (microseconds)")
+    for label, under_load in (("hand-off only", False), ("under load", True)):
+        ours: list[float] = []
+        stdlib: list[float] = []
+        for _ in range(rounds):
+            # --- ours
+            config = Config(database_url=DatabaseURL(url), queue_size=calls * 2, batch_size=batch,
+                            flush_interval=0.05 if under_load else 3600)
+            writer = TraceWriter.from_config(config, strict=False)
+            if not under_load:
+                writer._start = lambda: None  # type: ignore[method-assign]  # no drain while timed
+            writer.record("warm.up", **KW)
+            ours += time_calls(lambda w=writer: w.record("auth.login.attempt", **KW), calls)
+            if not under_load:
+                writer._thread = None
+                del writer._start
+                writer._enqueue(writer._queue.popleft())  # start the thread and drain
+            writer.close(60)
+            assert writer.stats().dropped == 0, writer.stats()
+            # --- stdlib
+            q: queue.Queue[logging.LogRecord] = queue.Queue(-1)
+            handler = logging.handlers.QueueHandler(q)
+            consumer = BatchingDBHandler(database, batch)
+            listener = logging.handlers.QueueListener(q, consumer)
+            if under_load:
+                listener.start()
+            record = make_log_record()
+            stdlib += time_calls(lambda h=handler, r=record: h.emit(r), calls)
+            if not under_load:
+                listener.start()
+            listener.stop()
+            consumer.flush()
+            consumer.conn.close()
+            truncate(database)
+        m_ours, m_std = statistics.median(ours), statistics.median(stdlib)
+        p_ours, p_std = pct(ours, 0.99), pct(stdlib, 0.99)
+        print(f"  {label:14s} record(): median {m_ours:6.2f}  p99 {p_ours:7.2f} | "
+              f"QueueHandler.emit: median {m_std:6.2f}  p99 {p_std:7.2f} | "
+              f"ratio median {m_ours / m_std:.2f}x  p99 {p_ours / p_std:.2f}x  (target <= 1.0x)")
+
+
+def throughput(url: str, database: str, rows: int, rounds: int, batch: int) -> None:
+    print(f"\n2. sustained throughput, {rows} rows, batch {batch}, {rounds} rounds per side")
+    # The exact rows our writer stores, so both sides insert the same bytes.
+    probe = TraceWriter.from_config(Config(database_url=DatabaseURL(url)), strict=False)
+    from trace_service.sink import TraceItem, build_row
+
+    layout = probe._sink.layout()
+    item = TraceItem("auth.login.attempt", "info", 7, "10.0.0.1", "Mozilla/5.0 (bench)",
+                     "admins.list", KW["request_id"], METADATA, time.time_ns())
+    row, _ = build_row(item, layout, probe._sink.formatter)
+    probe.close(1)
+    raw_rates, our_rates = [], []
+    for _ in range(rounds):
+        conn = connect(database)
+        data = [row] * rows
+        start = time.perf_counter()
+        with conn.cursor() as cur:
+            for i in range(0, rows, batch):
+                cur.executemany(INSERT, data[i:i + batch])
+                conn.commit()
+        raw_rates.append(rows / (time.perf_counter() - start))
+        conn.close()
+        truncate(database)
+
+        config = Config(database_url=DatabaseURL(url), queue_size=rows + 1, batch_size=batch,
+                        flush_interval=0.05)
+        writer = TraceWriter.from_config(config, strict=False)
+        writer.record("warm.up", **KW)
+        writer.flush(10)
+        start = time.perf_counter()
+        for _ in range(rows):
+            writer.record("auth.login.attempt", **KW)
+        writer.flush(600)
+        our_rates.append(rows / (time.perf_counter() - start))
+        stats = writer.stats()
+        writer.close(10)
+        assert stats.written == rows + 1 and stats.dropped == 0, stats
+        truncate(database)
+    raw, ours = statistics.median(raw_rates), statistics.median(our_rates)
+    print(f"  raw PyMySQL executemany: {raw:8.0f} rows/s   (rounds: "
+          f"{', '.join(f'{r:.0f}' for r in raw_rates)})")
+    print(f"  TraceWriter:             {ours:8.0f} rows/s   (rounds: "
+          f"{', '.join(f'{r:.0f}' for r in our_rates)})")
+    print(f"  ratio {ours / raw:.2f}x  (target >= 0.8x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    database = f"ts_bench_{uuid.uuid4().hex[:8]}"
+    admin = connect("mysql")
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+    url = f"{SERVER}/{database}?charset=utf8mb4"
+    try:
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        print(f"Python {sys.version.split()[0]}, MariaDB {admin.get_server_info()}, "
+              f"{os.cpu_count()} CPUs; database {database}")
+        caller_cost(url, database, args.calls, args.rounds, args.batch)
+        throughput(url, database, args.rows, args.rounds, args.batch)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {database}")
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
