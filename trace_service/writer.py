@@ -41,6 +41,7 @@ import threading
 import time
 import weakref
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -361,38 +362,39 @@ class TraceWriter:
 
     def flush(self, timeout: float = 2.0) -> bool:
         """Wait until everything queued so far is written or dropped; True if it was in time."""
-        try:
-            done = self._wait_until_drained(timeout)
-        except Exception:  # noqa: BLE001 - never raises unless strict
-            if self.strict:
-                raise
-            return False
-        if self.strict:
-            self._raise_if_lost()
-        return done
+        return self._control(lambda: self._wait_until_drained(timeout))
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop accepting, flush within ``timeout``, drop (as ``shutdown``) what is left.
 
         True when nothing was left behind. Records after ``close()`` are dropped as ``shutdown``.
         """
+        return self._control(
+            lambda: self._shutdown(self.config.shutdown_timeout if timeout is None else timeout)
+        )
+
+    def _control(self, action: Callable[[], bool]) -> bool:
+        """Run ``action`` swallowing its errors, unless strict: then raise, and report lost rows."""
         try:
-            timeout = self.config.shutdown_timeout if timeout is None else timeout
-            self._closed = True
-            drained = self._wait_until_drained(timeout)
-            left = self._discard_queued(SHUTDOWN)
-            self._wake.set()
-            thread = self._thread
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(max(0.0, min(timeout, 1.0)))
-            if self._owns_engine:
-                self.engine.dispose()
+            result = action()
         except Exception:  # noqa: BLE001 - never raises unless strict
             if self.strict:
                 raise
             return False
         if self.strict:
             self._raise_if_lost()
+        return result
+
+    def _shutdown(self, timeout: float) -> bool:
+        self._closed = True
+        drained = self._wait_until_drained(timeout)
+        left = self._discard_queued(SHUTDOWN)
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, min(timeout, 1.0)))
+        if self._owns_engine:
+            self.engine.dispose()
         return drained and left == 0
 
     def _wait_until_drained(self, timeout: float) -> bool:
