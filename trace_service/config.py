@@ -161,12 +161,13 @@ class Config:
                 shown = "<hidden>" if f.name == "database_url" else repr(raw)
                 raise ConfigError(f"{env}={shown} is invalid: {exc}") from None
         values.update(overrides)
-        config = cls(**values)
-        config.check()
-        return config
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        self.check()
 
     def check(self) -> None:
-        """Refuse combinations that each value alone cannot show."""
+        """Refuse combinations that each value alone cannot show (run on every instance)."""
         if self.breaker_base_delay > self.breaker_max_delay:
             raise ConfigError(
                 f"TRACE_BREAKER_BASE_DELAY={self.breaker_base_delay} is above "
@@ -177,12 +178,6 @@ class Config:
                 f"TRACE_BATCH_SIZE={self.batch_size} is above TRACE_QUEUE_SIZE={self.queue_size}: "
                 "a batch can never fill; lower the batch size or raise the queue size"
             )
-
-    def replace(self, **changes: Any) -> Config:
-        """A copy with ``changes`` applied and checked."""
-        config = dataclasses.replace(self, **changes)
-        config.check()
-        return config
 
 
 @dataclass(frozen=True)

@@ -142,11 +142,6 @@ def php_float(number: float) -> str:
     return f"{sign}{head}.{tail}" if tail else f"{sign}{head}"
 
 
-def php_string(text: str) -> str:
-    """``text`` as a PHP JSON string: ASCII with lower-case \\u escapes, ``/`` escaped, DEL raw."""
-    return _php_fixups(_ascii(text))
-
-
 def _php_fixups(encoded: str) -> str:
     """Turn Python's ASCII JSON into PHP's: escape ``/``, leave DEL (0x7f) raw.
 

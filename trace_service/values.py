@@ -5,7 +5,7 @@ All pure: the layout, the zone and the instant are arguments (``spec/php-compat.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -96,17 +96,6 @@ class TimestampFormatter:
         return moment.strftime(TIMESTAMP_FORMAT)
 
 
-def parse_timestamp(text: str, zone: str) -> datetime:
-    """Stored wall-clock text (or a driver's naive datetime string) to an aware datetime."""
-    naive = datetime.fromisoformat(text)
-    return naive.replace(tzinfo=ZoneInfo(zone)) if naive.tzinfo is None else naive
-
-
-def to_utc(moment: datetime) -> datetime:
-    """An aware datetime in UTC."""
-    return moment.astimezone(UTC)
-
-
 def truncate(text: str | None, limit: int) -> str | None:
     """``text`` cut to ``limit`` characters (VARCHAR lengths count characters)."""
     if text is None or len(text) <= limit:
@@ -116,5 +105,5 @@ def truncate(text: str | None, limit: int) -> str | None:
 
 __all__ = [
     "DEFAULT_SEVERITY", "TIMESTAMP_FORMAT", "TimestampFormatter", "normalise_severity",
-    "parse_timestamp", "severity_table", "to_utc", "truncate",
+    "severity_table", "truncate",
 ]

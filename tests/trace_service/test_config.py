@@ -56,6 +56,8 @@ def test_bad_values_name_the_variable_the_value_and_what_is_allowed(
 def test_inconsistent_combinations_are_refused() -> None:
     with pytest.raises(ConfigError, match="TRACE_BATCH_SIZE=100 is above TRACE_QUEUE_SIZE=10"):
         Config.from_env({"TRACE_BATCH_SIZE": "100", "TRACE_QUEUE_SIZE": "10"})
+    with pytest.raises(ConfigError, match="TRACE_BREAKER_BASE_DELAY=9.0 is above"):
+        Config(breaker_base_delay=9.0, breaker_max_delay=1.0)
 
 
 def test_password_never_shows_in_repr_str_or_logs(caplog: pytest.LogCaptureFixture) -> None:

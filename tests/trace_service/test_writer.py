@@ -294,3 +294,21 @@ def test_forked_child_writes_with_its_own_thread_and_counters(
     assert sorted(t.event_key for t in read_traces(migrated_engine)) == [
         "x.child", "x.parent", "x.parent.again"]
     assert writer.stats().written == 2
+
+
+def test_interpreter_exit_flushes_within_the_deadline(migrated_engine: Engine, database_url: str) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "from trace_service.config import Config, DatabaseURL\n"
+        "from trace_service.writer import TraceWriter\n"
+        f"w = TraceWriter.from_config(Config(database_url=DatabaseURL({database_url!r}), "
+        "flush_interval=30, shutdown_timeout=10))\n"
+        "for i in range(250):\n"
+        "    w.record('x.exit', metadata={'i': i})\n"
+        # no flush, no close: the atexit hook must write what is queued
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert count_rows(migrated_engine) == 250
