@@ -4,7 +4,10 @@
 
     TelemetryError                      root of everything this project raises on purpose
     ├── ConfigError                     a setting is missing or malformed (names the setting)
+    │   └── PolicyError                 a policy file is malformed (names the file and the key)
     ├── LayoutError                     telemetry_traces is missing or has an unknown layout
+    ├── MaskingError                    masking failed on a record (the record is dropped, never
+    │                                   stored unmasked)
     ├── TraceInputError                 a record() argument is invalid (raised only in strict mode)
     ├── TraceWriteError                 the writer lost rows to errors (raised only in strict mode)
     └── SinkUnavailable                 (trace_service.sink, internal) the database cannot take writes
@@ -24,8 +27,16 @@ class ConfigError(TelemetryError):
     """A setting is missing or malformed; the message names the setting, the value and the fix."""
 
 
+class PolicyError(ConfigError):
+    """A policy file is malformed; the message names the file, the key, the value and the fix."""
+
+
 class LayoutError(TelemetryError):
     """The trace table is missing, or its columns match no known layout."""
+
+
+class MaskingError(TelemetryError):
+    """Masking failed on a record; the record is dropped (fail closed), never stored unmasked."""
 
 
 class TraceInputError(TelemetryError, ValueError):

@@ -82,6 +82,12 @@ def _timezone(raw: str) -> str:
     return raw
 
 
+def _existing_file(raw: str) -> str:
+    if raw and not os.path.isfile(raw):
+        raise ValueError("the path of a readable policy file is required")
+    return raw
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -141,6 +147,8 @@ class Config:
     breaker_base_delay: float = setting("TRACE_BREAKER_BASE_DELAY", _ranged(float, 0.01, 60), 0.5)
     breaker_max_delay: float = setting("TRACE_BREAKER_MAX_DELAY", _ranged(float, 0.01, 3600), 5.0)
     log_interval: float = setting("TRACE_LOG_INTERVAL", _ranged(float, 0, 86_400), 60.0)
+    # Empty: the shipped policies/masking.toml.
+    masking_policy: str = setting("TRACE_MASKING_POLICY", _existing_file, "")
     strict: bool = setting("TRACE_STRICT", _bool, False)
 
     name: ClassVar[str] = "production"

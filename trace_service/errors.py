@@ -5,9 +5,13 @@ from __future__ import annotations
 from governance.errors import (
     ConfigError,
     LayoutError,
+    PolicyError,
     TelemetryError,
     TraceInputError,
     TraceWriteError,
 )
 
-__all__ = ["ConfigError", "LayoutError", "TelemetryError", "TraceInputError", "TraceWriteError"]
+__all__ = [
+    "ConfigError", "LayoutError", "PolicyError", "TelemetryError", "TraceInputError",
+    "TraceWriteError",
+]

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any, cast
 
+from governance.php import php_key
 from trace_service.errors import TraceInputError
 
 MAX_DEPTH = 512
@@ -51,23 +52,6 @@ Frozen = dict[str, Any] | list[Any] | str | int | float | bool | None
 
 class MetadataError(TraceInputError):
     """Metadata that cannot be stored: not a dict or list, nested deeper than PHP's limit, cyclic."""
-
-
-def php_key(key: object) -> str:
-    """A dict key as PHP would have it as an array key, as a string."""
-    if isinstance(key, str):
-        return str.__str__(key)
-    if isinstance(key, bool):
-        return "1" if key else "0"
-    if isinstance(key, int):
-        return str(int(key))
-    if key is None:
-        return ""
-    if isinstance(key, float) and math.isfinite(key):
-        return str(int(key))
-    if isinstance(key, (bytes, bytearray)):
-        return bytes(key).decode("utf-8", "replace")
-    return str(key)
 
 
 def snapshot(metadata: Any) -> bytes | Frozen:
@@ -233,6 +217,11 @@ def encode_metadata(value: Any) -> str | None:
     )
 
 
+def thaw(snap: bytes | Frozen) -> Any:
+    """The value a :func:`snapshot` holds (a fresh object the writer thread may own)."""
+    return marshal.loads(snap) if type(snap) is bytes else snap
+
+
 def encode_snapshot(snap: bytes | Frozen) -> str | None:
     """A :func:`snapshot` to the text PHP stores, or ``None`` (SQL NULL)."""
-    return encode_metadata(marshal.loads(snap) if type(snap) is bytes else snap)
+    return encode_metadata(thaw(snap))

@@ -22,14 +22,17 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from governance.errors import MaskingError
+from governance.masking import Masker
 from trace_service import db
 from trace_service.errors import LayoutError, TelemetryError, TraceInputError
 from trace_service.layout import TABLE_NAME, Layout
-from trace_service.php_json import Frozen, encode_snapshot
+from trace_service.php_json import Frozen, encode_metadata, thaw
 from trace_service.values import TimestampFormatter, normalise_severity, truncate
 
 DB_ERROR = "db_error"
 INVALID = "invalid"
+MASKING_ERROR = "masking_error"
 # The connection was lost after the batch was sent (MySQL client error 2013, e.g. a read timeout
 # while the server committed): the rows may or may not be stored. Never retried (no duplicates).
 UNCONFIRMED = "unconfirmed"
@@ -72,10 +75,14 @@ class WriteResult:
 
 
 def build_row(
-    item: TraceItem, layout: Layout, formatter: TimestampFormatter
+    item: TraceItem, layout: Layout, formatter: TimestampFormatter, masker: Masker | None = None
 ) -> tuple[tuple[Any, ...], bool]:
-    """The item as a tuple of ``layout.insert_columns`` values, PHP-formatted and length-capped,
-    and whether its severity was a known name."""
+    """The item as a tuple of ``layout.insert_columns`` values, masked, PHP-formatted and
+    length-capped, and whether its severity was a known name.
+
+    Raises :class:`MaskingError` when masking fails: the caller drops the row, never stores it
+    unmasked.
+    """
     severity, known = normalise_severity(item.severity, layout)
     limits = layout.max_chars
     when = item.when
@@ -84,6 +91,12 @@ def build_row(
         actor: tuple[Any, ...] = (item.actor_admin_id,)
     else:
         actor = ("admin" if item.actor_admin_id is not None else "system", item.actor_admin_id)
+    metadata = thaw(item.metadata)
+    if masker is not None and metadata is not None:
+        try:
+            metadata = masker.mask(metadata, owned=True)  # thaw() made it ours
+        except Exception as exc:  # noqa: BLE001 - fail closed, whatever went wrong
+            raise MaskingError(f"masking failed: {type(exc).__name__}") from exc
     row = (
         item.event_key,
         severity,
@@ -92,7 +105,7 @@ def build_row(
         truncate(item.user_agent, limits["user_agent"]),
         truncate(item.route_name, limits["route_name"]),
         truncate(item.request_id, limits["request_id"]),
-        encode_snapshot(item.metadata),
+        encode_metadata(metadata),
         stamp,
     )
     return row, known
@@ -171,9 +184,10 @@ _ROW_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError)
 class TraceSink:
     """Writes trace items to the live ``telemetry_traces`` through ``engine``."""
 
-    def __init__(self, engine: Engine, timezone: str) -> None:
+    def __init__(self, engine: Engine, timezone: str, masker: Masker | None = None) -> None:
         self.engine = engine
         self.formatter = TimestampFormatter(timezone)
+        self.masker = masker
         self._layout: Layout | None = None
         self._sql = ""
         self._prefix = ""
@@ -218,7 +232,10 @@ class TraceSink:
         rows = []
         for item in items:
             try:
-                row, known = build_row(item, layout, self.formatter)
+                row, known = build_row(item, layout, self.formatter, self.masker)
+            except MaskingError as exc:
+                result.drop(MASKING_ERROR, 1, str(exc))  # never the value: it was not masked
+                continue
             except (TraceInputError, ValueError, TypeError, OverflowError) as exc:
                 result.drop(INVALID, 1, f"{type(exc).__name__}: {exc}")
                 continue

@@ -48,6 +48,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from governance.hashing import Keyring
+from governance.masking import Masker
+from governance.policy import load_masking_policy
 from trace_service import context
 from trace_service.breaker import OPEN, CircuitBreaker
 from trace_service.config import Config, DatabaseURL
@@ -55,12 +58,19 @@ from trace_service.db import create_engine
 from trace_service.errors import TraceInputError, TraceWriteError
 from trace_service.lograte import RateLimitedLogger
 from trace_service.php_json import snapshot
-from trace_service.sink import DB_ERROR, INVALID, UNCONFIRMED, TraceItem, TraceSink, WriteResult
+from trace_service.sink import (
+    DB_ERROR,
+    INVALID,
+    MASKING_ERROR,
+    UNCONFIRMED,
+    TraceItem,
+    TraceSink,
+    WriteResult,
+)
 
 logger = logging.getLogger("trace_service.writer")
 
 QUEUE_FULL = "queue_full"
-MASKING_ERROR = "masking_error"
 CIRCUIT_OPEN = "circuit_open"
 SHUTDOWN = "shutdown"
 INTERNAL_ERROR = "internal_error"
@@ -119,13 +129,16 @@ class TraceWriter:
         *,
         strict: bool | None = None,
         owns_engine: bool = False,
+        masker: Masker | None = None,
     ) -> None:
         self.config = config or Config()
         self.engine = engine
         self.strict = (raise_exceptions or self.config.strict) if strict is None else strict
         self.mode = self.config.writer_mode
         self._owns_engine = owns_engine
-        self._sink = TraceSink(engine, self.config.table_timezone)
+        # Every record is masked in the writer thread (the caller pays only for the snapshot).
+        self.masker = masker if masker is not None else masker_from_config(self.config)
+        self._sink = TraceSink(engine, self.config.table_timezone, self.masker)
         self._log = RateLimitedLogger(logger, self.config.log_interval)
         self._queue_size = self.config.queue_size
         self._batch_size = self.config.batch_size
@@ -489,6 +502,12 @@ def _make_item(
         occurred_at if occurred_at is not None else time.time_ns(),
     ))
     return item
+
+
+def masker_from_config(config: Config) -> Masker:
+    """The masker for ``config``: its policy file (the shipped one by default) and, for email
+    hashes, PHP's ``CRYPTO_KEYS``/``CRYPTO_ACTIVE_KEY_ID`` from the environment."""
+    return Masker(load_masking_policy(config.masking_policy or None), Keyring.from_env())
 
 
 def _as_actor_id(value: object) -> int | None:

@@ -312,3 +312,42 @@ def test_interpreter_exit_flushes_within_the_deadline(migrated_engine: Engine, d
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert count_rows(migrated_engine) == 250
+
+
+def test_secrets_are_masked_before_they_reach_the_table(
+    migrated_engine: Engine, make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = "00112233445566778899aabbccddeeff" * 2
+    monkeypatch.setenv("CRYPTO_KEYS", '[{"id": "k1", "key": "' + root + '"}]')
+    monkeypatch.setenv("CRYPTO_ACTIVE_KEY_ID", "k1")
+    writer = make_writer()
+    metadata = {"password": "hunter2", "note": "Bearer abcdefghijklmnop", "email": "Alice@Example.COM",
+                "target_id": 3}
+    writer.record("auth.login.failure", metadata=metadata)
+    metadata["password"] = "changed after record()"
+    writer.flush(5)
+    (row,) = read_traces(migrated_engine)
+    stored = row.metadata or {}
+    assert stored["password"] == "[masked]" and stored["note"] == "[masked]"
+    assert stored["email_hash"] == "dbd64f6ac7c11c943fbf0964ec329bac84d7ef7553121c7fdbd906a28f63decf"
+    assert "hunter2" not in (row.metadata_text or "") and "Alice" not in (row.metadata_text or "")
+    assert stored["target_id"] == 3
+    assert {"rule": "key", "path": "password"} in stored["_masked"]
+
+
+def test_a_record_whose_masking_fails_is_dropped_never_stored_unmasked(
+    migrated_engine: Engine, make_writer: MakeWriter
+) -> None:
+    writer = make_writer(strict=False)
+
+    class Broken:
+        def mask(self, value: object) -> object:
+            raise RuntimeError("bug")
+
+    writer._sink.masker = Broken()  # type: ignore[assignment]
+    writer.record("x.secret", metadata={"password": "hunter2"})
+    writer.record("x.no.metadata")
+    writer.flush(5)
+    assert [t.event_key for t in read_traces(migrated_engine)] == ["x.no.metadata"]
+    assert writer.stats().dropped_by_reason["masking_error"] == 1
+    assert "hunter2" not in (writer.stats().last_error or "")

@@ -1,0 +1,321 @@
+"""Masking: metadata in, a new masked object out (the caller's object is never mutated).
+
+Driven by a :class:`~governance.policy.MaskingPolicy` (``policies/masking.toml``):
+
+* **keys**: a denied key (normalised: ``X-Api-Key`` -> ``x_api_key``, ``totpSecret`` ->
+  ``totp_secret``; denied when its words contain a denied entry) has its value replaced, whatever
+  the value, recursively through dicts and lists; ``allow`` keys are exempt;
+* **values**: the detectors of ``governance.detectors`` run on every string (and long integers,
+  for card numbers), so secrets under innocent keys are replaced where they stand;
+* **emails**: a value that is exactly an email becomes the PHP-compatible keyed hash under
+  ``<key>_hash``, ``<key>_hash_key_id``, ``<key>_hash_algo`` (``email`` -> ``email_hash`` ...,
+  as PHP stores it); an email inside text becomes ``[email_hash:<hex>]``; with no keyring, or
+  ``mode = "mask"``, the replacement text;
+* **OTP keys** (``otp``, ``totp``, ``mfa``, ``2fa``, ``recovery_code`` ...): base32 secrets,
+  6-8 digit codes and recovery codes are replaced; booleans pass;
+* **limits**, each with a defined result and never an exception: containers deeper than
+  ``max_depth`` -> ``"[depth limit]"`` (cycles end there too); strings longer than
+  ``max_string_chars`` are cut and end with ``…[truncated]``; past ``max_total_chars`` of text the
+  remaining entries are left out and counted in ``"_truncated"``; non-string keys become PHP's
+  key strings; NaN and infinities -> None; bytes are decoded; other objects become ``str(obj)``
+  and are scanned like any string.
+
+With ``record_masked`` the result carries ``"_masked"``: a list of ``{"rule", "path"}`` for every
+replacement (rule ids and key paths, never values), for the leak scan and compliance staff.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from governance.detectors import Finding, find_secrets, gate, is_card_number, is_otp_secret
+from governance.hashing import Keyring, email_hash
+from governance.php import php_key
+from governance.policy import MaskingPolicy
+
+DENY, HASHED, OTP, PLAIN = "deny", "hashed", "otp", "plain"
+TRUNCATED = "…[truncated]"
+DEPTH_LIMIT = "[depth limit]"
+MASKED_KEY = "_masked"
+TRUNCATED_KEY = "_truncated"
+_KEY_CACHE_MAX = 10_000
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+_SCALARS = (str, int, float, bool, type(None))
+_QUIET = (PLAIN, HASHED)
+_CARD_MIN = 10**11  # integers from 12 digits up may be card numbers: the full walk checks them
+
+
+def _copy(value: Any) -> Any:
+    """A copy of clean metadata (only dicts, lists and immutable scalars, as _gather checked)."""
+    vtype = type(value)
+    if vtype is dict:
+        return {k: v if type(v) in _SCALARS else _copy(v) for k, v in value.items()}
+    if vtype is list:
+        return [v if type(v) in _SCALARS else _copy(v) for v in value]
+    return value
+
+
+def key_words(key: str) -> tuple[str, ...]:
+    """A key's words: ``X-Api-Key`` -> (x, api, key), ``totpSecret`` -> (totp, secret)."""
+    return tuple(word for word in _NON_WORD.split(_CAMEL.sub("_", key).lower()) if word)
+
+
+def _contains_entry(words: tuple[str, ...], entries: frozenset[str]) -> bool:
+    """True if some run of consecutive words, joined by ``_``, is one of ``entries``."""
+    count = len(words)
+    return any(
+        "_".join(words[start:end]) in entries
+        for start in range(count)
+        for end in range(start + 1, count + 1)
+    )
+
+
+@dataclass
+class _State:
+    budget: int
+    masked: list[dict[str, str]] = field(default_factory=list)
+
+    def note(self, rule: str, path: str) -> None:
+        self.masked.append({"rule": rule, "path": path or "$"})
+
+
+class Masker:
+    """Applies one masking policy (and, for emails, one keyring)."""
+
+    def __init__(self, policy: MaskingPolicy, keyring: Keyring | None = None) -> None:
+        self.policy = policy
+        self.keyring = keyring if policy.email_mode == "hash" else None
+        self._kinds: dict[str, str] = {}
+        self._quiet_keys: set[str] = set()  # keys known to be PLAIN or HASHED (the fast path)
+        self._all = policy.detectors
+        self._no_entropy = policy.detectors - {"high_entropy"}
+        self._gate = gate(policy.entropy_min_length)
+        self._scan_all = functools.partial(
+            find_secrets, enabled=policy.detectors,
+            entropy_min_length=policy.entropy_min_length, entropy_min_bits=policy.entropy_min_bits)
+
+    def key_kind(self, key: str) -> str:
+        """How values under ``key`` are treated: deny, hashed (skip entropy), otp or plain."""
+        kind = self._kinds.get(key)
+        if kind is None:
+            kind = self._classify(key)
+            if len(self._kinds) >= _KEY_CACHE_MAX:
+                self._kinds.clear()
+                self._quiet_keys.clear()
+            self._kinds[key] = kind
+            if kind in _QUIET:
+                self._quiet_keys.add(key)
+        return kind
+
+    def _classify(self, key: str) -> str:
+        policy = self.policy
+        words = key_words(key)
+        joined = "_".join(words)
+        if joined in policy.allow_keys:
+            return HASHED if words and words[-1] in policy.hash_suffixes else PLAIN
+        if _contains_entry(words, policy.deny_keys):
+            return DENY
+        if words and words[-1] in policy.hash_suffixes:
+            return HASHED
+        if _contains_entry(words, policy.otp_words):
+            return OTP
+        return PLAIN
+
+    def mask(self, metadata: Any, *, owned: bool = False) -> Any:
+        """A masked version of ``metadata`` (with ``_masked`` when the policy records it).
+
+        The caller's object is never mutated. By default the result is always a new object;
+        with ``owned=True`` (the caller owns ``metadata`` and will not touch it again, as the
+        writer thread owns its thawed snapshot) clean metadata is returned as it is, uncopied.
+        """
+        if self._is_clean(metadata):
+            return metadata if owned else _copy(metadata)
+        state = _State(budget=self.policy.max_total_chars)
+        value = self._value(metadata, "", 0, PLAIN, state)
+        if state.masked and self.policy.record_masked and isinstance(value, dict):
+            value[MASKED_KEY] = state.masked
+        return value
+
+    def findings(self, metadata: Any) -> list[dict[str, str]]:
+        """What :meth:`mask` would replace, as ``{"rule", "path"}`` (for the leak scan)."""
+        if self._is_clean(metadata):
+            return []
+        state = _State(budget=self.policy.max_total_chars)
+        self._value(metadata, "", 0, PLAIN, state)
+        return state.masked
+
+    # ------------------------------------------------------------------ the fast path
+
+    def _is_clean(self, metadata: Any) -> bool:
+        """True when nothing in ``metadata`` needs masking (then the full walk is skipped).
+
+        Most metadata is clean, so this is the common case: one walk that checks keys, types and
+        sizes and gathers every string, then ONE detector scan over the strings joined by NUL.
+        NUL is outside every detector's character class and a boundary for every lookaround, so
+        a secret in one string is found in the joined text too; anything found at all, or any
+        key, type or size that needs care, means "not clean" and the full walk decides.
+        """
+        texts: list[str] = []
+        if not self._gather(metadata, texts, 0):
+            return False
+        if not texts:
+            return True
+        joined = "\x00".join(texts)
+        policy = self.policy
+        if len(joined) > policy.max_string_chars and (
+                len(joined) - len(texts) + 1 > policy.max_total_chars
+                or max(map(len, texts)) > policy.max_string_chars):
+            return False
+        # The RE2 gate answers most calls; the detectors run only where it saw a candidate.
+        return not self._gate.Match(joined) or not self._scan_all(joined)
+
+    def _gather(self, value: Any, texts: list[str], depth: int) -> bool:
+        """Gather the strings of ``value``; False as soon as something needs the full walk."""
+        vtype = type(value)
+        if vtype is str:
+            texts.append(value)
+            return True
+        if vtype is dict:
+            if depth >= self.policy.max_depth:
+                return False
+            quiet = self._quiet_keys
+            for key, item in value.items():
+                if key not in quiet and (type(key) is not str or self.key_kind(key) not in _QUIET):
+                    return False
+                itype = type(item)
+                if itype is str:
+                    texts.append(item)
+                elif itype is int:
+                    if not -_CARD_MIN < item < _CARD_MIN:
+                        return False
+                elif not (itype is bool or item is None or (itype is float and math.isfinite(item))
+                          or self._gather(item, texts, depth + 1)):
+                    return False
+            return True
+        if vtype is list:
+            return depth < self.policy.max_depth and all(
+                self._gather(item, texts, depth + 1) for item in value)
+        if vtype is bool or value is None or (vtype is float and math.isfinite(value)):
+            return True
+        return vtype is int and -_CARD_MIN < value < _CARD_MIN
+
+    # ------------------------------------------------------------------ the walk
+
+    def _value(self, value: Any, path: str, depth: int, kind: str, state: _State) -> Any:
+        vtype = type(value)
+        if vtype is str:
+            return self._string(value, path, kind, state)
+        if vtype is bool or value is None:
+            return value
+        if vtype is int:
+            return self._integer(value, path, kind, state)
+        if vtype is float:
+            return value if math.isfinite(value) else None
+        if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+            if depth >= self.policy.max_depth:
+                state.note("depth_limit", path)
+                return DEPTH_LIMIT
+            if isinstance(value, Mapping):
+                return self._mapping(value, path, depth, state)
+            items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+            return [
+                self._value(item, f"{path}[{index}]", depth + 1, kind, state)
+                for index, item in enumerate(items)
+            ]
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return self._string(bytes(value).decode("utf-8", "replace"), path, kind, state)
+        for base in (bool, int, float, str):  # subclasses: IntEnum, str-Enum, ...
+            if isinstance(value, base):
+                return self._value(base(value) if base is not str else str.__str__(value),
+                                   path, depth, kind, state)
+        return self._string(str(value), path, kind, state)
+
+    def _mapping(self, mapping: Mapping[Any, Any], path: str, depth: int, state: _State) -> Any:
+        out: dict[str, Any] = {}
+        omitted = 0
+        for raw_key, item in mapping.items():
+            key = raw_key if type(raw_key) is str else php_key(raw_key)
+            if state.budget <= 0:
+                omitted += 1
+                continue
+            state.budget -= len(key)
+            child = f"{path}.{key}" if path else key
+            kind = self.key_kind(key)
+            if kind == DENY:
+                out[key] = self._deny(item, child, state)
+            elif type(item) is str and "@" in item and self._whole_email(item):
+                out.update(self._email_fields(key, item, child, state))
+            else:
+                out[key] = self._value(item, child, depth + 1, kind, state)
+        if omitted:
+            out[TRUNCATED_KEY] = omitted
+        return out
+
+    def _deny(self, item: Any, path: str, state: _State) -> Any:
+        if item is None or item == "" or type(item) is bool:
+            return item  # nothing secret in an absent value or a flag
+        state.note("key", path)
+        return self.policy.replacement
+
+    def _integer(self, value: int, path: str, kind: str, state: _State) -> Any:
+        if kind == OTP and is_otp_secret(value):
+            state.note("otp", path)
+            return self.policy.replacement
+        if "card_number" in self._all and 10**11 <= abs(value) < 10**19 and is_card_number(str(abs(value))):
+            state.note("card_number", path)
+            return self.policy.replacement
+        return value
+
+    def _string(self, text: str, path: str, kind: str, state: _State) -> str:
+        policy = self.policy
+        if len(text) > policy.max_string_chars:
+            text = text[: policy.max_string_chars] + TRUNCATED
+            state.note("truncated", path)
+        state.budget -= len(text)
+        if kind == OTP and is_otp_secret(text):
+            state.note("otp", path)
+            return policy.replacement
+        findings = find_secrets(
+            text,
+            self._no_entropy if kind == HASHED else self._all,
+            entropy_min_length=policy.entropy_min_length,
+            entropy_min_bits=policy.entropy_min_bits,
+        )
+        if not findings:
+            return text
+        return self._replace(text, findings, path, state)
+
+    def _replace(self, text: str, findings: list[Finding], path: str, state: _State) -> str:
+        pieces = []
+        cursor = 0
+        for finding in findings:
+            state.note(finding.rule, path)
+            pieces.append(text[cursor:finding.start])
+            secret = text[finding.start:finding.end]
+            if finding.rule == "email" and self.keyring is not None:
+                pieces.append(f"[email_hash:{email_hash(secret, self.keyring).hash}]")
+            elif finding.rule == "url_credentials":
+                scheme = secret[: secret.index("://") + 3]
+                pieces.append(f"{scheme}{self.policy.replacement}@")
+            else:
+                pieces.append(self.policy.replacement)
+            cursor = finding.end
+        pieces.append(text[cursor:])
+        return "".join(pieces)
+
+    def _whole_email(self, text: str) -> bool:
+        findings = find_secrets(text.strip(), frozenset({"email"}))
+        return "email" in self._all and len(findings) == 1 and findings[0].start == 0 \
+            and findings[0].end == len(text.strip())
+
+    def _email_fields(self, key: str, email: str, path: str, state: _State) -> dict[str, Any]:
+        state.note("email", path)
+        if self.keyring is None:
+            return {key: self.policy.replacement}
+        return email_hash(email, self.keyring).as_metadata(prefix=key)

@@ -1,0 +1,129 @@
+"""Loading and validating ``policies/masking.toml`` (tomllib, no extra dependency).
+
+:func:`load_masking_policy` returns a frozen :class:`MaskingPolicy` or raises
+:class:`PolicyError` naming the file, the key, the value and what is allowed. The policy's
+SHA-256 (of the file's bytes) goes with it so reports can say which policy was in force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from governance.errors import PolicyError
+
+DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+DETECTORS = (
+    "private_key", "jwt", "bearer", "basic_auth", "aws_access_key", "github_token",
+    "gitlab_token", "slack_token", "otpauth", "url_credentials", "card_number", "email",
+    "high_entropy",
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MaskingPolicy:
+    """What to mask and how; see ``policies/masking.toml`` for the meaning of each field."""
+
+    replacement: str = "[masked]"
+    record_masked: bool = True
+    max_depth: int = 32
+    max_string_chars: int = 4096
+    max_total_chars: int = 16384
+    deny_keys: frozenset[str] = frozenset()
+    allow_keys: frozenset[str] = frozenset()
+    hash_suffixes: frozenset[str] = frozenset()
+    otp_words: frozenset[str] = frozenset()
+    detectors: frozenset[str] = frozenset(DETECTORS)
+    entropy_min_length: int = 32
+    entropy_min_bits: float = 3.5
+    email_mode: str = "hash"
+    sha256: str = ""
+    source: str = "<defaults>"
+
+
+def _get(table: dict[str, Any], key: str, kind: type[T], where: str, default: T) -> T:
+    value = table.get(key, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise PolicyError(
+            f"{where}: {key} = {value!r} is invalid: a {kind.__name__} is required"
+        )
+    return value
+
+
+def _words(table: dict[str, Any], key: str, where: str, check: Callable[[str], bool] | None = None,
+           allowed: str = "") -> frozenset[str]:
+    values = _get(table, key, list, where, [])
+    out = set()
+    for value in values:
+        if not isinstance(value, str) or not value or (check is not None and not check(value)):
+            raise PolicyError(
+                f"{where}: {key} holds {value!r}: {allowed or 'non-empty strings are required'}"
+            )
+        out.add(value.lower())
+    return frozenset(out)
+
+
+def _positive(table: dict[str, Any], key: str, where: str, default: int) -> int:
+    value = _get(table, key, int, where, default)
+    if value < 1:
+        raise PolicyError(f"{where}: {key} = {value} is invalid: a positive integer is required")
+    return value
+
+
+def parse_masking_policy(data: bytes, source: str = "<bytes>") -> MaskingPolicy:
+    """Validate the bytes of a masking policy file into a :class:`MaskingPolicy`."""
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise PolicyError(f"{source}: not valid TOML ({exc}): fix the syntax") from None
+    if doc.get("version") != 1:
+        raise PolicyError(f"{source}: version = {doc.get('version')!r} is not supported: use 1")
+    limits = _get(doc, "limits", dict, source, {})
+    keys = _get(doc, "keys", dict, source, {})
+    detectors = _get(doc, "detectors", dict, source, {})
+    email = _get(doc, "email", dict, source, {})
+    mode = _get(email, "mode", str, f"{source} [email]", "hash")
+    if mode not in {"hash", "mask"}:
+        raise PolicyError(f"{source} [email]: mode = {mode!r} is invalid: use 'hash' or 'mask'")
+    bits = _get(detectors, "entropy_min_bits", float, f"{source} [detectors]", 3.5)
+    if not 0 < bits <= 6:
+        raise PolicyError(
+            f"{source} [detectors]: entropy_min_bits = {bits} is invalid: a number in (0, 6] "
+            "is required (base64 text carries at most 6 bits per character)"
+        )
+    return MaskingPolicy(
+        replacement=_get(doc, "replacement", str, source, "[masked]"),
+        record_masked=_get(doc, "record_masked", bool, source, True),
+        max_depth=_positive(limits, "max_depth", f"{source} [limits]", 32),
+        max_string_chars=_positive(limits, "max_string_chars", f"{source} [limits]", 4096),
+        max_total_chars=_positive(limits, "max_total_chars", f"{source} [limits]", 16384),
+        deny_keys=_words(keys, "deny", f"{source} [keys]"),
+        allow_keys=_words(keys, "allow", f"{source} [keys]"),
+        hash_suffixes=_words(keys, "hash_suffixes", f"{source} [keys]"),
+        otp_words=_words(keys, "otp_words", f"{source} [keys]"),
+        detectors=_words(detectors, "enabled", f"{source} [detectors]", DETECTORS.__contains__,
+                         f"known detectors are {', '.join(DETECTORS)}"),
+        entropy_min_length=_positive(detectors, "entropy_min_length", f"{source} [detectors]", 32),
+        entropy_min_bits=bits,
+        email_mode=mode,
+        sha256=hashlib.sha256(data).hexdigest(),
+        source=source,
+    )
+
+
+def load_masking_policy(path: str | Path | None = None) -> MaskingPolicy:
+    """Read and validate a masking policy file (``policies/masking.toml`` by default)."""
+    path = Path(path) if path is not None else DEFAULT_POLICY_DIR / "masking.toml"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot be read ({exc.strerror}): check the path") from None
+    return parse_masking_policy(data, str(path))
