@@ -135,15 +135,21 @@ def escape(text: str) -> str:
     )
 
 
-def _literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if type(value) is int:
-        return int.__repr__(value)
-    text: str = value
-    if text.isprintable() and "'" not in text and '"' not in text and "\\" not in text:
-        return "'" + text + "'"  # nothing to escape: \0 \n \r \032 are not printable
-    return "'" + escape(text) + "'"
+def _row_literal(row: tuple[Any, ...]) -> str:
+    """``(v1,v2,...)`` for one row: NULL, integers, and strings quoted and escaped (escaping is
+    skipped when nothing needs it: \\0 \\n \\r \\032 are not printable). Inlined: it runs for
+    every value of every row."""
+    parts = []
+    for value in row:
+        if value is None:
+            parts.append("NULL")
+        elif type(value) is int:
+            parts.append(int.__repr__(value))
+        elif value.isprintable() and "'" not in value and '"' not in value and "\\" not in value:
+            parts.append("'" + value + "'")
+        else:
+            parts.append("'" + escape(value) + "'")
+    return "(" + ",".join(parts) + ")"
 
 
 def mysql_statements(prefix: str, rows: list[tuple[Any, ...]]) -> list[str]:
@@ -157,7 +163,7 @@ def mysql_statements(prefix: str, rows: list[tuple[Any, ...]]) -> list[str]:
     chunk: list[str] = []
     size = len(prefix)
     for row in rows:
-        values = "(" + ",".join([_literal(value) for value in row]) + ")"
+        values = _row_literal(row)
         if chunk and size + len(values) + 1 > MAX_STATEMENT_CHARS:
             statements.append(prefix + ",".join(chunk))
             chunk, size = [], len(prefix)

@@ -231,3 +231,29 @@ def test_no_planted_secret_survives(value: object, secret: str, where: int) -> N
     core = secret.split()[-1] if secret.lower().startswith(("bearer", "basic", "authorization")) else secret
     for token in (core, *[w for w in secret.split() if len(w) > 15]):
         assert token not in masked
+
+
+class FullWalkOnly(Masker):
+    """The same masker without its fast path, to check the fast path changes no result."""
+
+    def _is_clean(self, metadata: Any) -> bool:
+        return False
+
+
+FULL_WALK = FullWalkOnly(POLICY, KEYRING)
+
+
+@settings(max_examples=300)
+@given(json_like, st.sampled_from([None, *PLANTED]), st.integers(0, 5))
+def test_the_fast_path_agrees_with_the_full_walk(value: object, secret: str | None, where: int) -> None:
+    metadata = value if secret is None else _plant(value, secret, where)
+    assert MASKER.mask(metadata) == FULL_WALK.mask(metadata)
+    assert MASKER.mask(copy.deepcopy(metadata), owned=True) == FULL_WALK.mask(metadata)
+
+
+def test_owned_mode_returns_clean_metadata_uncopied_and_masks_the_rest() -> None:
+    clean = {"a": [1, {"b": "c"}]}
+    assert MASKER.mask(clean, owned=True) is clean
+    assert MASKER.mask(clean) is not clean and MASKER.mask(clean) == clean
+    dirty = {"password": "x"}
+    assert MASKER.mask(dirty, owned=True) is not dirty and dirty == {"password": "x"}
