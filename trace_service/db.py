@@ -1,8 +1,8 @@
 """Engines and the live table's layout: the I/O edge of the trace service.
 
 Every engine the project creates comes from :func:`create_engine`, so connection timeouts,
-hidden parameters (no row values in error messages) and, later, the audit_logs guard are set in
-one place. :func:`table_layout` looks at the live table's columns once per engine and caches the
+hidden parameters (no row values in error messages) and the audit_logs guard are set in one
+place. :func:`table_layout` looks at the live table's columns once per engine and caches the
 answer (``trace_service.layout`` does the deciding).
 """
 
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
+from governance import audit_guard
+from governance.audit_guard import DEFAULT_PROTECTED
 from trace_service.config import DatabaseURL
 from trace_service.layout import TABLE_NAME, Layout, detect_layout
 
@@ -36,9 +39,11 @@ def create_engine(
     connect_timeout: float = 2.0,
     io_timeout: float = 5.0,
     pool_size: int = 5,
+    protected_tables: Iterable[str] = DEFAULT_PROTECTED,
     **kwargs: Any,
 ) -> Engine:
-    """An engine with bounded connect/read/write timeouts and parameters hidden from errors."""
+    """An engine with bounded connect/read/write timeouts, parameters hidden from errors, and
+    the audit_logs guard installed (it refuses writes to ``protected_tables``)."""
     if isinstance(database_url, str):
         database_url = DatabaseURL(database_url)
     url = _with_driver(database_url.url)
@@ -63,6 +68,7 @@ def create_engine(
     engine = sa.create_engine(url, connect_args=connect_args, **options)
     if url.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+    audit_guard.install(engine, protected_tables)
     return engine
 
 

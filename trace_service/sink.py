@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from governance.audit_guard import AuditWriteForbidden
 from governance.errors import MaskingError
 from governance.masking import Masker
 from trace_service import db
@@ -33,6 +34,7 @@ from trace_service.values import TimestampFormatter, normalise_severity, truncat
 DB_ERROR = "db_error"
 INVALID = "invalid"
 MASKING_ERROR = "masking_error"
+GUARD_BLOCKED = "guard_blocked"  # the audit_logs guard refused the statement (never swallowed)
 # The connection was lost after the batch was sent (MySQL client error 2013, e.g. a read timeout
 # while the server committed): the rows may or may not be stored. Never retried (no duplicates).
 UNCONFIRMED = "unconfirmed"
@@ -256,6 +258,9 @@ class TraceSink:
         try:
             self._insert(rows)
             result.written += len(rows)
+            return
+        except AuditWriteForbidden as exc:
+            result.drop(GUARD_BLOCKED, len(rows), str(exc))
             return
         except _ROW_ERRORS as exc:
             result.last_error = describe(exc)

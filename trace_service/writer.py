@@ -60,6 +60,7 @@ from trace_service.lograte import RateLimitedLogger
 from trace_service.php_json import snapshot
 from trace_service.sink import (
     DB_ERROR,
+    GUARD_BLOCKED,
     INVALID,
     MASKING_ERROR,
     UNCONFIRMED,
@@ -74,10 +75,11 @@ QUEUE_FULL = "queue_full"
 CIRCUIT_OPEN = "circuit_open"
 SHUTDOWN = "shutdown"
 INTERNAL_ERROR = "internal_error"
-REASONS = (QUEUE_FULL, DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, CIRCUIT_OPEN, SHUTDOWN,
-           INTERNAL_ERROR)
+REASONS = (QUEUE_FULL, DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, GUARD_BLOCKED, CIRCUIT_OPEN,
+           SHUTDOWN, INTERNAL_ERROR)
 # Drops that mean something is wrong (as opposed to load or shutdown): strict mode raises on them.
-ERROR_REASONS = frozenset({DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, INTERNAL_ERROR})
+ERROR_REASONS = frozenset({DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, GUARD_BLOCKED,
+                           INTERNAL_ERROR})
 
 MAX_EVENT_KEY = 255
 # tuple.__new__ builds the NamedTuple in C; TraceItem(...) goes through a Python-level __new__.
