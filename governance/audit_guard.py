@@ -67,8 +67,8 @@ class AuditGuard:
             with _lock:
                 _blocked.update(hit)
             kind = statement.lstrip()[:12].split(None, 1)[0].upper() if statement.strip() else "?"
-            logger.error("refused a %s that writes %s (sha256 %s)", kind, ", ".join(sorted(hit)),
-                         digest[:16])
+            logger.error("refused a statement (%s) that writes %s (sha256 %s)", kind,
+                         ", ".join(sorted(hit)), digest[:16])
             raise AuditWriteForbidden(hit, digest)
 
     def before_cursor_execute(

@@ -96,9 +96,16 @@ def written_tables(sql: str) -> frozenset[str]:
     return analyse(sql).writes
 
 
+# DBAPI placeholders as drivers receive them (PyMySQL's %s and %(name)s, sqlite3's ? and :name):
+# values to the parser, which does not know the pyformat ones.
+_PLACEHOLDER = re.compile(r"%\([A-Za-z_][\w]*\)s|%s")
+
+
 def analyse(sql: str) -> Analysis:
     """What every statement in ``sql`` writes, together; raises :class:`UnparseableSQL`."""
     result = NOTHING
+    if "%" in sql:
+        sql = _PLACEHOLDER.sub("0", sql)
     for statement in split_statements(unwrap_versioned_comments(sql)):
         result = result | _analyse_statement(statement)
     return result

@@ -17,10 +17,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 
+from governance.audit_guard import blocked_total
+from governance.cli import guard_cli
+from governance.grants import GrantReport, check_grants
 from trace_service import migrate
 from trace_service.config import Config
 from trace_service.db import create_engine, table_layout
-from trace_service.errors import TelemetryError
+from trace_service.errors import ConfigError, TelemetryError
 from trace_service.flask_ext import RequestContext
 from trace_service.writer import TraceWriter
 
@@ -39,13 +42,33 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["trace_engine"] = create_engine(
         config.database_url, connect_timeout=config.connect_timeout, io_timeout=config.io_timeout
     )
+    app.extensions["trace_grants"] = _check_grants_at_start(app.extensions["trace_engine"], config)
     app.extensions["trace_writer"] = TraceWriter.from_config(config)
     request_context.init_app(app)
     app.register_blueprint(health)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.cli.add_command(db_cli)
+    app.cli.add_command(guard_cli)
     return app
+
+
+def _check_grants_at_start(engine: Engine, config: Config) -> GrantReport:
+    """Could our own database user write audit_logs? Logged, shown in /readyz, optionally fatal."""
+    report = check_grants(engine)
+    if not report.applicable:
+        return report
+    if report.error:
+        logger.warning("grants check not done: %s", report.error)
+    for violation in report.violations:
+        logger.error("the database user could write audit_logs: %s", violation.describe())
+    if report.violations and config.refuse_audit_writer:
+        raise ConfigError(
+            f"the database user {report.user} could write audit_logs "
+            f"({report.violations[0].privilege} on {report.violations[0].table}); revoke it "
+            "(`flask guard grants` prints what the user needs) or unset TRACE_REFUSE_AUDIT_WRITER"
+        )
+    return report
 
 
 def get_writer() -> TraceWriter:
@@ -79,7 +102,13 @@ def readyz() -> Any:
     except Exception as exc:  # noqa: BLE001 - readiness reports, it does not crash
         logger.warning("readiness check failed: %s", type(exc).__name__)
         return {"status": "unavailable", "reason": f"database: {type(exc).__name__}"}, 503
-    return {"status": "ready", "layout": layout.name, "writer": get_writer().stats().as_dict()}
+    return {
+        "status": "ready",
+        "layout": layout.name,
+        "writer": get_writer().stats().as_dict(),
+        "audit_guard": {"blocked": blocked_total(),
+                        "grants": current_app.extensions["trace_grants"].as_dict()},
+    }
 
 
 def _http_error(exc: HTTPException) -> Any:

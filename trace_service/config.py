@@ -150,6 +150,8 @@ class Config:
     # Empty: the shipped policies/masking.toml.
     masking_policy: str = setting("TRACE_MASKING_POLICY", _existing_file, "")
     strict: bool = setting("TRACE_STRICT", _bool, False)
+    # Refuse to start when the database user could write audit_logs (checked at start).
+    refuse_audit_writer: bool = setting("TRACE_REFUSE_AUDIT_WRITER", _bool, False)
 
     name: ClassVar[str] = "production"
 

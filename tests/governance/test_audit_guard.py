@@ -142,3 +142,12 @@ def test_a_strict_writer_raises_on_a_blocked_write(
     writer.record("x.polluting")
     with pytest.raises(TraceWriteError, match="refused a write to audit_logs"):
         writer.flush(5)
+
+
+def test_parameterised_reads_pass_and_parameterised_writes_do_not(guarded: Engine) -> None:
+    with guarded.connect() as conn:  # the driver sees %(id)s (PyMySQL) or ? (sqlite3)
+        rows = conn.execute(sa.text("SELECT action FROM audit_logs WHERE id = :id"), {"id": 1}).all()
+    assert [tuple(r) for r in rows] == [("authoritative",)]
+    with pytest.raises(AuditWriteForbidden), guarded.begin() as conn:
+        conn.execute(sa.text("UPDATE audit_logs SET action = :a WHERE id = :id"), {"a": "x", "id": 1})
+    assert audit_rows(guarded) == 1

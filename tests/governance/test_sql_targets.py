@@ -79,6 +79,9 @@ WRITES = [
     "GRANT INSERT ON app.audit_logs TO 'x'@'%'",
     "CALL purge_audit_logs()",
     "DELETE FROM audit_logs WHERE note = 'unterminated",
+    "INSERT INTO audit_logs (actor_id, action) VALUES (%s, %s)",
+    "UPDATE audit_logs SET action = %(action)s WHERE id = %(id)s",
+    "DELETE FROM audit_logs WHERE id = ?",
 ]
 
 # None of these writes audit_logs: all must pass.
@@ -115,6 +118,11 @@ READS = [
     "INSERT INTO telemetry_traces (event_key) VALUES ('a')",
     "SELECT 1",
     "",
+    "SELECT COUNT(*) FROM audit_logs WHERE created_at > %s",
+    "SELECT * FROM audit_logs WHERE actor_id = %(actor)s LIMIT %(limit)s",
+    "SELECT * FROM audit_logs WHERE id IN (%s, %s, %s)",
+    "SELECT * FROM audit_logs WHERE id = ? AND action = :action",
+    "SELECT * FROM audit_logs WHERE note LIKE '100%%'",
 ]
 
 
