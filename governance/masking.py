@@ -35,7 +35,7 @@ from typing import Any
 
 from governance.detectors import Finding, find_secrets, gate, is_card_number, is_otp_secret
 from governance.hashing import Keyring, email_hash
-from governance.php import php_key
+from governance.php import php_key, plain_scalar
 from governance.policy import MaskingPolicy
 
 DENY, HASHED, OTP, PLAIN = "deny", "hashed", "otp", "plain"
@@ -228,13 +228,8 @@ class Masker:
                 self._value(item, f"{path}[{index}]", depth + 1, kind, state)
                 for index, item in enumerate(items)
             ]
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return self._string(bytes(value).decode("utf-8", "replace"), path, kind, state)
-        for base in (bool, int, float, str):  # subclasses: IntEnum, str-Enum, ...
-            if isinstance(value, base):
-                return self._value(base(value) if base is not str else str.__str__(value),
-                                   path, depth, kind, state)
-        return self._string(str(value), path, kind, state)
+        # bytes, subclasses (IntEnum, str-Enum), other objects: as their plain value, scanned
+        return self._value(plain_scalar(value), path, depth, kind, state)
 
     def _mapping(self, mapping: Mapping[Any, Any], path: str, depth: int, state: _State) -> Any:
         out: dict[str, Any] = {}

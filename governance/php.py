@@ -1,8 +1,9 @@
-"""PHP's value conversions that both the masker and the metadata encoder need."""
+"""Value conversions that both the masker and the PHP metadata encoder need, in one place."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 def php_key(key: object) -> str:
@@ -23,3 +24,20 @@ def php_key(key: object) -> str:
     if isinstance(key, (bytes, bytearray)):
         return bytes(key).decode("utf-8", "replace")
     return str(key)
+
+
+def plain_scalar(value: Any) -> str | int | float | bool:
+    """A value that is not a container, as a plain scalar: bytes decoded (U+FFFD for bad
+    bytes), subclasses (IntEnum, str-Enum, ...) reduced to their base type, anything else its
+    ``str()``."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    return str(value)

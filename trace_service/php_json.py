@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any, cast
 
-from governance.php import php_key
+from governance.php import php_key, plain_scalar
 from trace_service.errors import TraceInputError
 
 MAX_DEPTH = 512
@@ -84,17 +84,7 @@ def freeze(value: Any, depth: int = 0) -> Frozen:
         value = sorted(value, key=repr)
     if isinstance(value, (list, tuple)):
         return [item if type(item) in _SCALARS else freeze(item, depth + 1) for item in value]
-    return _plain_scalar(value)
-
-
-def _plain_scalar(value: Any) -> Frozen:
-    """Bytes, subclasses of the scalars (IntEnum, str-Enum) and anything else, as plain values."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("utf-8", "replace")
-    for base in (bool, int, float, str):
-        if isinstance(value, base):
-            return base(value) if base is not str else str.__str__(value)
-    return str(value)
+    return plain_scalar(value)
 
 
 def php_float(number: float) -> str:
@@ -195,7 +185,7 @@ def _encode(value: Any, depth: int) -> str:
         return _encode_list(sorted(value, key=repr), depth, False)
     if isinstance(value, Mapping):
         return _encode_dict(dict(value), depth, False)
-    return _encode(_plain_scalar(value), depth)
+    return _encode(plain_scalar(value), depth)
 
 
 def encode_metadata(value: Any) -> str | None:
