@@ -135,13 +135,12 @@ def caller_cost(url: str, database: str, calls: int, rounds: int, batch: int) ->
                             flush_interval=0.05 if under_load else 3600)
             writer = TraceWriter.from_config(config, strict=False)
             if not under_load:
-                writer._start = lambda: None  # type: ignore[method-assign]  # no drain while timed
+                writer._worker.start = lambda: None  # type: ignore[method-assign]  # no drain while timed
             writer.record("warm.up", **KW)
             ours += time_calls(lambda w=writer: w.record("auth.login.attempt", **KW), calls)
             if not under_load:
-                writer._thread = None
-                del writer._start
-                writer._enqueue(writer._queue.popleft())  # start the thread and drain
+                del writer._worker.start  # the real start() again: the thread drains the queue
+                writer._worker.start()
             writer.close(60)
             assert writer.stats().dropped == 0, writer.stats()
             # --- stdlib

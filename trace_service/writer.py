@@ -37,10 +37,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import threading
 import time
 import weakref
-from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,7 +50,7 @@ from governance.hashing import Keyring
 from governance.masking import Masker
 from governance.policy import load_masking_policy
 from trace_service import context
-from trace_service.breaker import OPEN, CircuitBreaker
+from trace_service.accounting import TraceQueue
 from trace_service.config import Config, DatabaseURL
 from trace_service.db import create_engine
 from trace_service.errors import TraceInputError, TraceWriteError
@@ -66,13 +64,12 @@ from trace_service.sink import (
     UNCONFIRMED,
     TraceItem,
     TraceSink,
-    WriteResult,
 )
+from trace_service.worker import CIRCUIT_OPEN, Worker
 
 logger = logging.getLogger("trace_service.writer")
 
 QUEUE_FULL = "queue_full"
-CIRCUIT_OPEN = "circuit_open"
 SHUTDOWN = "shutdown"
 INTERNAL_ERROR = "internal_error"
 REASONS = (QUEUE_FULL, DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, GUARD_BLOCKED, CIRCUIT_OPEN,
@@ -142,8 +139,6 @@ class TraceWriter:
         self.masker = masker if masker is not None else masker_from_config(self.config)
         self._sink = TraceSink(engine, self.config.table_timezone, self.masker)
         self._log = RateLimitedLogger(logger, self.config.log_interval)
-        self._queue_size = self.config.queue_size
-        self._batch_size = self.config.batch_size
         self._reset_state()
         _register(self)
 
@@ -166,28 +161,10 @@ class TraceWriter:
         return cls.from_config(Config(database_url=url, **settings), strict=strict)
 
     def _reset_state(self) -> None:
-        """Fresh queue, counters, locks and breaker (at start and in a forked child)."""
-        self._lock = threading.Lock()
-        self._done = threading.Condition(self._lock)
-        self._wake = threading.Event()
-        self._queue: deque[TraceItem] = deque()
-        # submitted = _direct + _taken + len(_queue): callers append without a lock; what leaves
-        # the queue is counted by whoever takes it (under the lock), what never enters it here.
-        self._direct = 0
-        self._taken = 0
-        self._written = 0
-        self._dropped: Counter[str] = Counter()
-        self._unknown_severity = 0
-        self._error_drops_seen = 0
-        self._last_error: str | None = None
-        self._breaker = CircuitBreaker(
-            self.config.breaker_threshold,
-            self.config.breaker_base_delay,
-            self.config.breaker_max_delay,
-        )
-        self._accepting = True  # False while the breaker is open: record() drops at once
+        """Fresh queue, counters and worker (at start and in a forked child)."""
+        self._queue = TraceQueue(self.config.queue_size)
+        self._worker = Worker(self._queue, self._sink, self.config, self._log)
         self._closed = False
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ the caller's side
 
@@ -212,7 +189,7 @@ class TraceWriter:
         try:
             if self._closed:
                 return self._drop(SHUTDOWN)
-            if not self._accepting:
+            if not self._worker.accepting:
                 return self._drop(CIRCUIT_OPEN)
             item = _make_item(
                 event_key, severity, actor_admin_id, metadata, route_name, request_id,
@@ -223,35 +200,31 @@ class TraceWriter:
         except Exception as exc:  # noqa: BLE001 - the contract is to swallow, counted
             return self._drop(INTERNAL_ERROR, exc)
         if self.mode == "inline":
-            return self._write_inline(item)
+            written = self._worker.write_now(item)
+            if self.strict:
+                self._raise_if_lost()
+            return written
         return self._enqueue(item)
 
     def _enqueue(self, item: TraceItem) -> bool:
-        queue = self._queue
-        # Lock-free on purpose (deque.append is atomic): the bound may be overshot by as many
-        # items as there are threads racing past this check at once.
-        if len(queue) >= self._queue_size:
+        queue, worker = self._queue, self._worker
+        if not queue.put(item):
             return self._drop(QUEUE_FULL)
-        queue.append(item)
-        if self._thread is None:
-            self._start()
-        if len(queue) >= self._batch_size and not self._wake.is_set():
-            self._wake.set()
+        if worker.thread is None:
+            worker.start()
+        if len(queue) >= self.config.batch_size and not worker.wake.is_set():
+            worker.wake.set()
         if self._closed:  # close() ran between our check in record() and the append
-            self._discard_queued(SHUTDOWN)
+            queue.discard(SHUTDOWN)
         return True
 
     def _drop(self, reason: str, exc: BaseException | None = None) -> bool:
-        with self._lock:
-            self._direct += 1
-            self._dropped[reason] += 1
-            if exc is not None:
-                self._last_error = f"{type(exc).__name__}: {exc}"[:300]
+        error = None if exc is None else f"{type(exc).__name__}: {exc}"[:300]
+        self._queue.count_direct(reason, error)
         if exc is not None:
-            self._log.log(logging.ERROR, reason, "trace dropped (%s): %s", reason,
-                          self._last_error)
+            self._log.log(logging.ERROR, reason, "trace dropped (%s): %s", reason, error)
             if self.strict:
-                raise TraceWriteError(f"trace dropped ({reason}): {self._last_error}") from exc
+                raise TraceWriteError(f"trace dropped ({reason}): {error}") from exc
         return False
 
     def _reject(self, message: str) -> bool:
@@ -261,123 +234,11 @@ class TraceWriter:
             raise TraceInputError(message)
         return False
 
-    # ------------------------------------------------------------------ the writing side
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is not None:
-                return
-            self._thread = threading.Thread(
-                target=self._run, name="trace-writer", daemon=True
-            )
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                if not self._step():
-                    return
-            except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug
-                self._log.log(logging.ERROR, "worker", "trace writer loop error: %r", exc)
-                self._wake.wait(self.config.flush_interval)
-
-    def _step(self) -> bool:
-        """One turn of the writer thread; False when it should stop."""
-        if self._breaker.state == OPEN:
-            self._discard_queued(CIRCUIT_OPEN)
-            if self._closed:
-                return False
-            delay = self._breaker.retry_at - time.monotonic()
-            if delay > 0:
-                self._wake.wait(delay)
-                self._wake.clear()
-                return True
-            self._probe()
-            return True
-        batch = self._take(self._batch_size)
-        if not batch:
-            if self._closed:
-                return False
-            self._wake.wait(self.config.flush_interval)
-            self._wake.clear()
-            return True
-        self._account(self._sink.write(batch))
-        return True
-
-    def _take(self, limit: int) -> list[TraceItem]:
-        """Pop up to ``limit`` items, counted as taken in the same locked step."""
-        queue = self._queue
-        batch: list[TraceItem] = []
-        with self._lock:
-            while queue and len(batch) < limit:
-                batch.append(queue.popleft())
-            self._taken += len(batch)
-        return batch
-
-    def _probe(self) -> None:
-        if not self._breaker.try_half_open(time.monotonic()):
-            return
-        try:
-            self._sink.probe()
-        except Exception as exc:  # noqa: BLE001 - any failure keeps the breaker open
-            self._breaker.record_failure(time.monotonic())
-            self._log.log(logging.WARNING, "probe", "trace database still unavailable: %s", exc)
-            return
-        self._breaker.record_success()
-        self._accepting = True
-        logger.info("trace database reachable again; writing resumed")
-
-    def _account(self, result: WriteResult) -> None:
-        """Fold one write's outcome into the counters and the breaker."""
-        now = time.monotonic()
-        if result.unavailable:
-            if self._breaker.record_failure(now):
-                # Thread mode: record() drops at once until the thread's probe succeeds.
-                # Inline mode keeps accepting: each call checks the breaker itself.
-                self._accepting = self.mode == "inline"
-                self._log.log(logging.ERROR, "breaker",
-                              "trace database unavailable, dropping traces until it recovers: %s",
-                              result.last_error)
-        else:
-            self._breaker.record_success()
-        with self._done:
-            self._written += result.written
-            self._dropped.update(result.dropped)
-            self._unknown_severity += result.unknown_severity
-            if result.last_error:
-                self._last_error = result.last_error
-            self._done.notify_all()
-        for reason, count in result.dropped.items():
-            self._log.log(logging.ERROR, reason, "%d trace(s) dropped (%s): %s", count, reason,
-                          result.last_error)
-
-    def _discard_queued(self, reason: str) -> int:
-        batch = self._take(len(self._queue) + 1)
-        if batch:
-            with self._done:
-                self._dropped[reason] += len(batch)
-                self._done.notify_all()
-        return len(batch)
-
-    def _write_inline(self, item: TraceItem) -> bool:
-        with self._lock:
-            self._direct += 1
-        if self._breaker.state == OPEN:
-            self._probe()
-            if self._breaker.state == OPEN:
-                self._account(WriteResult(dropped=Counter({CIRCUIT_OPEN: 1})))
-                return False
-        result = self._sink.write([item])
-        self._account(result)
-        if self.strict:
-            self._raise_if_lost()
-        return result.written == 1
-
     # ------------------------------------------------------------------ control
 
     def flush(self, timeout: float = 2.0) -> bool:
         """Wait until everything queued so far is written or dropped; True if it was in time."""
-        return self._control(lambda: self._wait_until_drained(timeout))
+        return self._control(lambda: self._wait_settled(timeout))
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop accepting, flush within ``timeout``, drop (as ``shutdown``) what is left.
@@ -400,59 +261,37 @@ class TraceWriter:
             self._raise_if_lost()
         return result
 
+    def _wait_settled(self, timeout: float) -> bool:
+        return self._queue.wait_settled(timeout, self._worker.wake.set, self.config.flush_interval)
+
     def _shutdown(self, timeout: float) -> bool:
         self._closed = True
-        drained = self._wait_until_drained(timeout)
-        left = self._discard_queued(SHUTDOWN)
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(max(0.0, min(timeout, 1.0)))
+        drained = self._wait_settled(timeout)
+        left = self._queue.discard(SHUTDOWN)
+        self._worker.stop(min(timeout, 1.0))
         if self._owns_engine:
             self.engine.dispose()
         return drained and left == 0
 
-    def _wait_until_drained(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        self._wake.set()
-        with self._done:
-            while self._pending_locked() > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._done.wait(min(remaining, self.config.flush_interval))
-                self._wake.set()
-        return True
-
-    def _pending_locked(self) -> int:
-        return self._submitted_locked() - self._written - sum(self._dropped.values())
-
-    def _submitted_locked(self) -> int:
-        return self._direct + self._taken + len(self._queue)
-
     def _raise_if_lost(self) -> None:
-        with self._lock:
-            lost = sum(self._dropped[r] for r in ERROR_REASONS)
-            new = lost - self._error_drops_seen
-            self._error_drops_seen = lost
-            last = self._last_error
+        new, last = self._queue.new_errors(ERROR_REASONS)
         if new > 0:
             raise TraceWriteError(f"{new} trace(s) lost to errors; last error: {last}")
 
     def stats(self) -> WriterStats:
         """A consistent snapshot of the counters (never raises)."""
-        with self._lock:
-            return WriterStats(
-                submitted=self._submitted_locked(),
-                written=self._written,
-                dropped_by_reason={reason: self._dropped[reason] for reason in REASONS},
-                pending=self._pending_locked(),
-                queue_depth=len(self._queue),
-                unknown_severity=self._unknown_severity,
-                breaker=self._breaker.state,
-                mode=self.mode,
-                last_error=self._last_error,
-            )
+        tally = self._queue.tally(REASONS)
+        return WriterStats(
+            submitted=tally.submitted,
+            written=tally.written,
+            dropped_by_reason=tally.dropped,
+            pending=tally.pending,
+            queue_depth=tally.queue_depth,
+            unknown_severity=tally.unknown_severity,
+            breaker=self._worker.breaker.state,
+            mode=self.mode,
+            last_error=tally.last_error,
+        )
 
     def _after_fork_in_child(self) -> None:
         # The parent's queue belongs to the parent (it writes and counts it); the child's pool

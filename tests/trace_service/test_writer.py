@@ -187,7 +187,7 @@ def test_full_queue_drops_and_counts_without_blocking(
     migrated_engine: Engine, make_writer: MakeWriter
 ) -> None:
     writer = make_writer(queue_size=5, batch_size=5, flush_interval=60)
-    writer._start = lambda: None  # type: ignore[method-assign]  # no drain: the queue stays full
+    writer._worker.start = lambda: None  # type: ignore[method-assign]  # no drain: the queue stays full
     accepted = [writer.record("x.fill") for _ in range(8)]
     assert accepted == [True] * 5 + [False] * 3
     assert writer.stats().dropped_by_reason["queue_full"] == 3
@@ -219,7 +219,7 @@ def test_inline_mode_writes_synchronously(migrated_engine: Engine, make_writer: 
     writer = make_writer(writer_mode="inline")
     assert writer.record("x.inline", metadata={"a": 1})
     assert count_rows(migrated_engine) == 1  # no flush needed
-    assert writer._thread is None
+    assert writer._worker.thread is None
 
 
 def test_many_threads_every_record_accounted(migrated_engine: Engine, make_writer: MakeWriter) -> None:

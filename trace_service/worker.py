@@ -1,0 +1,134 @@
+"""The writer's background side: a daemon thread that drains the queue into the database.
+
+:class:`Worker` owns the thread, the circuit breaker and the sink. It takes batches from the
+:class:`~trace_service.accounting.TraceQueue`, writes them with the sink (one multi-row INSERT,
+its own transaction), and settles every item as written or dropped. While the breaker is open it
+drops what is queued (``circuit_open``), tells callers to drop at once (``accepting``), and
+probes the database with backoff until it answers. In inline mode the caller's thread runs
+:meth:`Worker.write_now` instead, through the same sink and breaker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+
+from trace_service.accounting import TraceQueue
+from trace_service.breaker import OPEN, CircuitBreaker
+from trace_service.config import Config
+from trace_service.lograte import RateLimitedLogger
+from trace_service.sink import TraceItem, TraceSink, WriteResult
+
+CIRCUIT_OPEN = "circuit_open"
+logger = logging.getLogger("trace_service.writer")
+
+
+class Worker:
+    """Drains a :class:`TraceQueue` through a :class:`TraceSink`, behind a circuit breaker."""
+
+    def __init__(self, queue: TraceQueue, sink: TraceSink, config: Config,
+                 log: RateLimitedLogger) -> None:
+        self.queue = queue
+        self.sink = sink
+        self.config = config
+        self.inline = config.writer_mode == "inline"
+        self._log = log
+        self.breaker = CircuitBreaker(
+            config.breaker_threshold, config.breaker_base_delay, config.breaker_max_delay)
+        self.wake = threading.Event()
+        self.accepting = True  # False while the breaker is open (thread mode): callers drop
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the thread (once; callers call this lazily on their first record)."""
+        with self._start_lock:
+            if self.thread is not None:
+                return
+            self.thread = threading.Thread(target=self._run, name="trace-writer", daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Let the thread finish (it exits once the queue is empty) and wait up to ``timeout``."""
+        self.stopping = True
+        self.wake.set()
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, timeout))
+
+    def _run(self) -> None:
+        while True:
+            try:
+                if not self._step():
+                    return
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug
+                self._log.log(logging.ERROR, "worker", "trace writer loop error: %r", exc)
+                self.wake.wait(self.config.flush_interval)
+
+    def _step(self) -> bool:
+        """One turn of the thread; False when it should stop."""
+        if self.breaker.state == OPEN:
+            self.queue.discard(CIRCUIT_OPEN)
+            if self.stopping:
+                return False
+            delay = self.breaker.retry_at - time.monotonic()
+            if delay > 0:
+                self.wake.wait(delay)
+                self.wake.clear()
+                return True
+            self._probe()
+            return True
+        batch = self.queue.take(self.config.batch_size)
+        if not batch:
+            if self.stopping:
+                return False
+            self.wake.wait(self.config.flush_interval)
+            self.wake.clear()
+            return True
+        self._settle(self.sink.write(batch))
+        return True
+
+    def _probe(self) -> None:
+        if not self.breaker.try_half_open(time.monotonic()):
+            return
+        try:
+            self.sink.probe()
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the breaker open
+            self.breaker.record_failure(time.monotonic())
+            self._log.log(logging.WARNING, "probe", "trace database still unavailable: %s", exc)
+            return
+        self.breaker.record_success()
+        self.accepting = True
+        logger.info("trace database reachable again; writing resumed")
+
+    def _settle(self, result: WriteResult) -> None:
+        """Fold one write's outcome into the breaker, the counters and the log."""
+        if result.unavailable:
+            if self.breaker.record_failure(time.monotonic()):
+                # Thread mode: callers drop at once until the thread's probe succeeds.
+                # Inline mode keeps accepting: each call checks the breaker itself.
+                self.accepting = self.inline
+                self._log.log(logging.ERROR, "breaker",
+                              "trace database unavailable, dropping traces until it recovers: %s",
+                              result.last_error)
+        else:
+            self.breaker.record_success()
+        self.queue.settle(result)
+        for reason, count in result.dropped.items():
+            self._log.log(logging.ERROR, reason, "%d trace(s) dropped (%s): %s", count, reason,
+                          result.last_error)
+
+    def write_now(self, item: TraceItem) -> bool:
+        """Inline mode: write one item in the caller's thread; True if it was written."""
+        self.queue.count_direct()
+        if self.breaker.state == OPEN:
+            self._probe()
+            if self.breaker.state == OPEN:
+                self._settle(WriteResult(dropped=Counter({CIRCUIT_OPEN: 1})))
+                return False
+        result = self.sink.write([item])
+        self._settle(result)
+        return result.written == 1
