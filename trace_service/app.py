@@ -8,14 +8,18 @@ health endpoints, JSON errors, and the ``flask db`` commands.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Any
 
 import click
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, g, jsonify
 from flask.cli import AppGroup
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from governance.audit_guard import blocked_total
 from governance.cli import guard_cli
@@ -25,6 +29,11 @@ from trace_service.config import Config
 from trace_service.db import create_engine, table_layout
 from trace_service.errors import ConfigError, TelemetryError
 from trace_service.flask_ext import RequestContext
+from trace_service.ingest import ingest, limiter
+from trace_service.keys import KeyStore
+from trace_service.keys_cli import keys_cli
+from trace_service.metrics import IngestMetrics
+from trace_service.openapi import DOCUMENT
 from trace_service.writer import TraceWriter
 
 logger = logging.getLogger("trace_service.app")
@@ -43,13 +52,24 @@ def create_app(config: Config | None = None) -> Flask:
         config.database_url, connect_timeout=config.connect_timeout, io_timeout=config.io_timeout
     )
     app.extensions["trace_grants"] = _check_grants_at_start(app.extensions["trace_engine"], config)
-    app.extensions["trace_writer"] = TraceWriter.from_config(config)
+    writer = app.extensions["trace_writer"] = TraceWriter.from_config(config)
+    app.extensions["trace_keys"] = KeyStore(app.extensions["trace_engine"], config.key_cache_seconds)
+    app.extensions["trace_metrics"] = IngestMetrics(writer.stats)
+    app.config["MAX_CONTENT_LENGTH"] = config.ingest_max_bytes  # 413 before the body is read
+    app.config["RATELIMIT_STORAGE_URI"] = config.ratelimit_storage
+    if config.trusted_proxies:
+        # Only behind proxies the deployment vouches for: X-Forwarded-For is otherwise forgeable.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies)
     request_context.init_app(app)
+    limiter.init_app(app)
+    app.register_blueprint(ingest)
     app.register_blueprint(health)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.cli.add_command(db_cli)
     app.cli.add_command(guard_cli)
+    app.cli.add_command(keys_cli)
     return app
 
 
@@ -111,14 +131,33 @@ def readyz() -> Any:
     }
 
 
+@health.get("/metrics")
+def metrics() -> Any:
+    """Prometheus text format."""
+    registry = current_app.extensions["trace_metrics"].registry
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+@health.get("/api/openapi.json")
+def openapi() -> Any:
+    """The OpenAPI 3 document of this API."""
+    return DOCUMENT
+
+
 def _http_error(exc: HTTPException) -> Any:
-    response = jsonify(error=exc.name, message=exc.description)
-    return response, exc.code or 500
+    response = jsonify(error=exc.description or exc.name, status=exc.code,
+                       request_id=g.get("request_id"))
+    response.status_code = exc.code or 500
+    if exc.code == 429 and limiter.current_limit is not None:
+        wait = limiter.current_limit.reset_at - time.time()
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return response
 
 
 def _unexpected_error(exc: Exception) -> Any:
     logger.exception("unhandled error")
-    return jsonify(error="Internal Server Error", message="unexpected error; it was logged"), 500
+    return jsonify(error="unexpected error; it was logged", status=500,
+                   request_id=g.get("request_id")), 500
 
 
 # AppGroup runs each command inside the app context (plain click groups do not).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -88,6 +89,18 @@ def _existing_file(raw: str) -> str:
     return raw
 
 
+def _rate(raw: str) -> str:
+    if not re.fullmatch(r"\s*\d+\s*(?:/|per)\s*(?:\d+\s*)?(?:second|minute|hour|day)s?\s*", raw):
+        raise ValueError("a rate such as 600/minute or 20 per second is allowed")
+    return raw.strip()
+
+
+def _storage(raw: str) -> str:
+    if not re.fullmatch(r"(?:memory|redis|rediss|redis\+sentinel|memcached)://.*", raw):
+        raise ValueError("memory:// or a redis:// URI is allowed")
+    return raw
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -152,6 +165,16 @@ class Config:
     strict: bool = setting("TRACE_STRICT", _bool, False)
     # Refuse to start when the database user could write audit_logs (checked at start).
     refuse_audit_writer: bool = setting("TRACE_REFUSE_AUDIT_WRITER", _bool, False)
+    # HTTP ingest.
+    ingest_max_bytes: int = setting("TRACE_INGEST_MAX_BYTES", _ranged(int, 1024, 64 * 2**20), 2**20)
+    ingest_max_items: int = setting("TRACE_INGEST_MAX_ITEMS", _ranged(int, 1, 10_000), 500)
+    ingest_rate: str = setting("TRACE_INGEST_RATE", _rate, "1200/minute")
+    auth_failure_rate: str = setting("TRACE_AUTH_FAILURE_RATE", _rate, "30/minute")
+    ratelimit_storage: str = setting("TRACE_RATELIMIT_STORAGE", _storage, "memory://")
+    trusted_proxies: int = setting("TRACE_TRUSTED_PROXIES", _ranged(int, 0, 10), 0)
+    idempotency_window: float = setting("TRACE_IDEMPOTENCY_SECONDS", _ranged(float, 0, 30 * 86_400),
+                                        86_400.0)
+    key_cache_seconds: float = setting("TRACE_KEY_CACHE_SECONDS", _ranged(float, 0, 3600), 30.0)
 
     name: ClassVar[str] = "production"
 

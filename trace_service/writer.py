@@ -234,6 +234,21 @@ class TraceWriter:
             raise TraceInputError(message)
         return False
 
+    # ------------------------------------------------------------------ for HTTP ingest
+
+    @property
+    def accepting(self) -> bool:
+        """False while closed or while the breaker is open: records would be dropped now."""
+        return not self._closed and self._worker.accepting
+
+    def room(self) -> int:
+        """How many more records the queue takes now (approximate under concurrency)."""
+        return max(0, self.config.queue_size - len(self._queue))
+
+    def retry_after(self) -> float:
+        """Seconds until the breaker probes the database again (0 when it is closed)."""
+        return max(0.0, self._worker.breaker.retry_at - time.monotonic())
+
     # ------------------------------------------------------------------ control
 
     def flush(self, timeout: float = 2.0) -> bool:

@@ -12,6 +12,8 @@ from trace_service import migrate
 from trace_service.db import create_engine, table_layout
 from trace_service.errors import LayoutError
 
+HEAD = "0002"
+
 
 @pytest.fixture
 def maria(mariadb_url: str) -> Engine:
@@ -80,7 +82,7 @@ def test_upgrade_downgrade_upgrade_on_mariadb(maria: Engine) -> None:
     assert migrate.current_revision(maria) is None
     migrate.upgrade(maria)
     assert show_create(maria) == first
-    assert migrate.current_revision(maria) == "0001"
+    assert migrate.current_revision(maria) == HEAD
 
 
 @pytest.mark.parametrize("layout", ["A", "B", "B0"])
@@ -124,6 +126,15 @@ def test_sqlite_equivalent_round_trips(sqlite_url: str) -> None:
         assert table_layout(engine).name == "A"
     finally:
         engine.dispose()
+
+
+def test_ingest_tables_come_and_go_with_revision_0002(maria: Engine) -> None:
+    migrate.upgrade(maria)
+    tables = set(sa.inspect(maria).get_table_names())
+    assert {"trace_ingest_keys", "trace_ingest_events"} <= tables
+    migrate.downgrade(maria, "0001")
+    assert not {"trace_ingest_keys", "trace_ingest_events"} & set(sa.inspect(maria).get_table_names())
+    assert sa.inspect(maria).has_table("telemetry_traces")
 
 
 def test_alembic_ini_holds_no_database_url() -> None:

@@ -1,0 +1,69 @@
+"""Request bodies to items: types, encodings, limits, and a clear error for each refusal."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from trace_service.ingest_body import BodyLimits, IngestError, decode_body
+
+LIMITS = BodyLimits(max_bytes=10_000, max_items=3)
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "items", "batch"),
+    [
+        (b'{"event_key":"a"}', "application/json", [{"event_key": "a"}], False),
+        (b'[{"event_key":"a"},{"event_key":"b"}]', "application/json; charset=utf-8",
+         [{"event_key": "a"}, {"event_key": "b"}], True),
+        (b'{"event_key":"a"}', "application/x-www-form-urlencoded", [{"event_key": "a"}], False),
+        (b'  [{"event_key":"a"}]', None, [{"event_key": "a"}], True),
+        (b"event_key=a&metadata%5Bk%5D=v", "application/x-www-form-urlencoded",
+         [{"event_key": "a", "metadata": {"k": "v"}}], False),
+        (b'{"event_key":"a"}', "application/vnd.trace+json", [{"event_key": "a"}], False),
+    ],
+)
+def test_accepted_bodies(body: bytes, ctype: str | None, items: list[object], batch: bool) -> None:
+    assert decode_body(body, ctype, None, LIMITS) == (items, batch)
+
+
+def test_gzip_bodies_are_decompressed() -> None:
+    body = gzip.compress(b'{"event_key":"a"}')
+    assert decode_body(body, "application/json", "gzip", LIMITS) == ([{"event_key": "a"}], False)
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "encoding", "status", "message"),
+    [
+        (b"{bad", "application/json", None, 400, "not valid JSON"),
+        (b'{"a":1,"a":2}', "application/json", None, 400, "has the key 'a' twice"),
+        (b'{"event_key":NaN}', "application/json", None, 400, "NaN is not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", None, 413, "over 10000 bytes"),
+        (b"[" * 5000 + b"]" * 5000, "application/json", None, 400, "nested too deeply"),
+        (b'{"event_key":"\xff"}', "application/json", None, 400, "not valid UTF-8 at byte 14"),
+        (b'"just a string"', "application/json", None, 400, "is a JSON str"),
+        (b"[]", "application/json", None, 422, "the batch is empty"),
+        (b"[{},{},{},{}]", "application/json", None, 413, "at most 3 per request"),
+        (b"<xml/>", "application/xml", None, 415, "Content-Type 'application/xml' is not supported"),
+        (b"event_key=a", None, None, 415, r"Content-Type '\(none\)'"),
+        (b"x", "application/json", "br", 415, "Content-Encoding 'br' is not supported"),
+        (b"not gzip", "application/json", "gzip", 400, "not valid gzip"),
+        (gzip.compress(b"{}")[:-6], "application/json", "gzip", 400, "truncated"),
+        (gzip.compress(b"[" + b"{}," * 20_000 + b"{}]"), "application/json", "gzip", 413,
+         "decompressed body is over 10000 bytes"),
+    ],
+)
+def test_refusals_name_the_problem(
+    body: bytes, ctype: str | None, encoding: str | None, status: int, message: str
+) -> None:
+    with pytest.raises(IngestError, match=message) as caught:
+        decode_body(body, ctype, encoding, LIMITS)
+    assert caught.value.status == status
+
+
+def test_a_gzip_bomb_is_stopped_at_the_limit_without_inflating_it_all() -> None:
+    bomb = gzip.compress(b"0" * 50_000_000)
+    with pytest.raises(IngestError) as caught:
+        decode_body(bomb, "application/json", "gzip", LIMITS)
+    assert caught.value.status == 413

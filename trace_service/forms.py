@@ -1,0 +1,66 @@
+"""``application/x-www-form-urlencoded`` bodies as PHP reads them into ``$_POST`` (pure).
+
+PHP's ``http_build_query`` writes nested arrays in bracket notation
+(``metadata%5Buser%5D%5Bid%5D=5``, list items as ``[0]``, ``[1]``; hand-written forms use
+``[]`` to append). :func:`parse_php_form` builds the same nesting: every value a string (as PHP
+has it), ``[]`` appending the next integer index, a later scalar or array replacing an earlier
+one at the same place. Limits as PHP's (``max_input_vars``, ``max_input_nesting_level``) turn
+into :class:`FormError` naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+from trace_service.errors import TelemetryError
+
+MAX_FIELDS = 1000   # PHP's max_input_vars default
+MAX_NESTING = 64    # PHP's max_input_nesting_level default
+_SEGMENT = re.compile(r"\[([^\]]*)\]")
+
+
+class FormError(TelemetryError, ValueError):
+    """A form body PHP's rules cannot read into fields."""
+
+
+def _path(name: str) -> list[str]:
+    """``metadata[user][]`` -> ["metadata", "user", ""] ("" means: append)."""
+    bracket = name.find("[")
+    if bracket <= 0 or not name.endswith("]"):
+        return [name]
+    head, rest = name[:bracket], name[bracket:]
+    segments = _SEGMENT.findall(rest)
+    if "".join(f"[{s}]" for s in segments) != rest:
+        return [name]  # malformed brackets: PHP keeps the raw name for the part it cannot read
+    return [head, *segments]
+
+
+def _next_index(container: dict[str, Any]) -> str:
+    numeric = [int(k) for k in container if k.lstrip("-").isdigit()]
+    return str(max(numeric) + 1 if numeric else 0)
+
+
+def parse_php_form(body: str) -> dict[str, Any]:
+    """The nested fields of a form body, every value a string."""
+    pairs = parse_qsl(body, keep_blank_values=True, strict_parsing=False)
+    if len(pairs) > MAX_FIELDS:
+        raise FormError(f"the form has {len(pairs)} fields: at most {MAX_FIELDS} are accepted")
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        path = _path(name)
+        if len(path) > MAX_NESTING:
+            raise FormError(
+                f"field {path[0]!r} is nested {len(path)} levels deep: at most {MAX_NESTING}")
+        node = result
+        for depth, segment in enumerate(path):
+            key = _next_index(node) if segment == "" else segment
+            if depth == len(path) - 1:
+                node[key] = value
+                break
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}  # a scalar here before is replaced, as PHP does
+            node = child
+    return result

@@ -1,0 +1,167 @@
+"""``POST /api/telemetry/traces``: legacy services (PHP among them) post traces here.
+
+One trace (a JSON object), a batch (a JSON list), or a PHP ``http_build_query`` form; gzip
+allowed (``trace_service.ingest_body``). Each item is validated (``trace_service.ingest_schema``),
+deduplicated by ``event_id`` (``trace_service.idempotency``), masked and written by the app's
+:class:`~trace_service.writer.TraceWriter`. Answers:
+
+======  =======================================================================================
+202     per-item results (accepted / duplicate / rejected with field errors / dropped)
+400     malformed body           401  no or unknown key        403  key without ``ingest``
+413     body or batch too large  415  unsupported type/encoding 422  nothing valid
+429     over the key's rate, or too many auth failures from the ip (``Retry-After``)
+503     the writer's queue is full or its database is down (``Retry-After``): retry later
+======  =======================================================================================
+
+Never a 500 for anything a client sent: every refusal is JSON with a message that names the
+problem and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from marshmallow import ValidationError
+
+from trace_service import context
+from trace_service.config import Config
+from trace_service.idempotency import first_sighting
+from trace_service.ingest_body import BodyLimits, IngestError, decode_body
+from trace_service.ingest_schema import load_trace
+from trace_service.keys import ApiKey, KeyStore
+from trace_service.metrics import IngestMetrics
+from trace_service.writer import TraceWriter
+
+ingest = Blueprint("ingest", __name__)
+# Its header injection would put Retry-After on every answer (202s and our 503s included);
+# Retry-After is set where it means something: on 429 (the app's handler) and on 503 (here).
+limiter = Limiter(key_func=get_remote_address, headers_enabled=False)
+
+
+def _config() -> Config:
+    config: Config = current_app.extensions["trace_config"]
+    return config
+
+
+def _rate_key() -> str:
+    """Rate limits count per key (its hash), or per ip when there is no key."""
+    header = request.headers.get("Authorization", "")
+    return "key:" + hashlib.sha256(header.encode()).hexdigest()[:16] if header else \
+        "ip:" + (request.remote_addr or "")
+
+
+def _auth_failed(response: Response) -> bool:
+    return response.status_code in (401, 403)
+
+
+def _authenticate() -> ApiKey:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise IngestError(401, "no API key: send Authorization: Bearer <key> (`flask keys create`)")
+    store: KeyStore = current_app.extensions["trace_keys"]
+    key = store.authenticate(token.strip())
+    if key is None:
+        raise IngestError(401, "unknown or revoked API key: ask for a new one (`flask keys create`)")
+    if not key.allows("ingest"):
+        raise IngestError(403, f"key {key.key_prefix}... has no 'ingest' scope: use a key created "
+                               "with --scope ingest")
+    return key
+
+
+def _refuse(status: int, message: str, retry_after: float | None = None) -> Response:
+    response = jsonify(error=message, status=status, request_id=g.get("request_id"))
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
+
+
+def _room_or_refuse(writer: TraceWriter, count: int) -> None:
+    if not writer.accepting:
+        raise _Unavailable("the trace database is unavailable", writer.retry_after())
+    if writer.room() < count:
+        raise _Unavailable("the write queue is full", 1.0)
+
+
+class _Unavailable(IngestError):
+    def __init__(self, reason: str, retry_after: float) -> None:
+        super().__init__(503, f"{reason}: nothing was stored; retry after the Retry-After delay")
+        self.retry_after = retry_after
+
+
+def _record_item(writer: TraceWriter, item: Any, index: int, window: float) -> dict[str, Any]:
+    try:
+        data = load_trace(item)
+    except ValidationError as exc:
+        return {"index": index, "status": "rejected", "errors": exc.messages}
+    event_id = data.pop("event_id")
+    if event_id is not None and window > 0 and not first_sighting(writer_engine(), event_id, window):
+        return {"index": index, "status": "duplicate", "event_id": str(event_id)}
+    # The client's own ip and user agent when the body says; the request's otherwise.
+    ip = data.pop("ip_address") or request.remote_addr or "0.0.0.0"
+    agent = data.pop("user_agent") or request.headers.get("User-Agent") or "unknown"
+    with context.trace_context(g.get("request_id"), ip_address=ip, user_agent=agent):
+        stored = writer.record(data.pop("event_key"), **data)
+    result: dict[str, Any] = {"index": index, "status": "accepted" if stored else "dropped"}
+    if event_id is not None:
+        result["event_id"] = str(event_id)
+    return result
+
+
+def writer_engine() -> Any:
+    """The app's engine (for the idempotency table)."""
+    return current_app.extensions["trace_engine"]
+
+
+@ingest.post("/api/telemetry/traces")
+@limiter.limit(lambda: _config().auth_failure_rate, key_func=get_remote_address,
+               deduct_when=_auth_failed,
+               error_message="too many requests without a valid key from this address: "
+                             "fix the key, then retry after Retry-After seconds")
+@limiter.limit(lambda: _config().ingest_rate, key_func=_rate_key,
+               error_message="over this key's rate limit (TRACE_INGEST_RATE): batch the traces "
+                             "or retry after Retry-After seconds")
+def post_traces() -> Any:
+    """Accept traces from other services; see the module docstring for the answers."""
+    started = time.perf_counter()
+    metrics: IngestMetrics = current_app.extensions["trace_metrics"]
+    config = _config()
+    try:
+        _authenticate()
+        items, batch = decode_body(
+            request.get_data(cache=False), request.content_type,
+            request.headers.get("Content-Encoding"),
+            BodyLimits(config.ingest_max_bytes, config.ingest_max_items),
+        )
+        writer: TraceWriter = current_app.extensions["trace_writer"]
+        _room_or_refuse(writer, len(items))
+        metrics.received.inc(len(items))
+        results = [_record_item(writer, item, i, config.idempotency_window)
+                   for i, item in enumerate(items)]
+    except _Unavailable as exc:
+        metrics.rejected.labels(reason="unavailable").inc()
+        return _refuse(503, exc.message, exc.retry_after)
+    except IngestError as exc:
+        if exc.status == 401:
+            metrics.auth_failures.inc()
+        metrics.rejected.labels(reason=str(exc.status)).inc()
+        return _refuse(exc.status, exc.message)
+    finally:
+        metrics.latency.observe(time.perf_counter() - started)
+    counts = {status: sum(1 for r in results if r["status"] == status)
+              for status in ("accepted", "duplicate", "rejected", "dropped")}
+    metrics.accepted.inc(counts["accepted"])
+    if counts["rejected"]:
+        metrics.rejected.labels(reason="invalid_item").inc(counts["rejected"])
+    status = 422 if counts["rejected"] == len(results) else 202
+    body = {"request_id": g.get("request_id"), **counts, "items": results}
+    if not batch and status == 202:
+        body["status"] = results[0]["status"]
+    return body, status

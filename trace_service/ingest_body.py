@@ -1,0 +1,121 @@
+"""Request bodies of the ingest endpoint to a list of raw trace items (pure).
+
+Accepted (``spec/php-compat.md`` §5-6): a JSON object (one trace), a JSON list (a batch), and
+``application/x-www-form-urlencoded`` as PHP's ``http_build_query`` writes it. PHP's curl sends a
+string body as form-urlencoded even when it is JSON, so such a body that starts with ``{`` or
+``[`` is read as JSON. ``Content-Encoding: gzip`` is decompressed with a bound. Every failure is
+an :class:`IngestError` carrying the HTTP status and a message that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from trace_service.errors import TelemetryError
+from trace_service.forms import FormError, parse_php_form
+
+JSON_TYPES = ("application/json",)
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+class IngestError(TelemetryError):
+    """A request the endpoint refuses as a whole, with its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """How much a request may carry."""
+
+    max_bytes: int = 1_048_576      # after decompression
+    max_items: int = 500
+
+
+def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ("gzip", "x-gzip"):
+        raise IngestError(415, f"Content-Encoding {encoding!r} is not supported: send gzip or none")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        raise IngestError(400, "the body is not valid gzip: check Content-Encoding") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise IngestError(413, f"the decompressed body is over {limit} bytes: send smaller batches")
+    if not inflater.eof:
+        raise IngestError(400, "the gzip body is truncated: send the whole stream")
+    return out
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise IngestError(400, f"the JSON object has the key {key[:40]!r} twice: send it once")
+        result[key] = value
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise IngestError(400, f"{name} is not JSON: send a number or null")
+
+
+def parse_json(text: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no duplicate keys, bounded nesting."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise IngestError(400, "the JSON is nested too deeply: flatten the metadata") from None
+    except json.JSONDecodeError as exc:
+        raise IngestError(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                               f"column {exc.colno}") from None
+
+
+def _text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(400, f"the body is not valid UTF-8 at byte {exc.start}: send UTF-8") from None
+
+
+def decode_body(
+    raw: bytes, content_type: str | None, content_encoding: str | None, limits: BodyLimits
+) -> tuple[list[Any], bool]:
+    """The raw items of a request, and whether it was a batch (a JSON list)."""
+    data = _decompress(raw, content_encoding or "", limits.max_bytes)
+    if len(data) > limits.max_bytes:
+        raise IngestError(413, f"the body is over {limits.max_bytes} bytes: send smaller batches")
+    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
+    text = _text(data)
+    looks_json = text.lstrip()[:1] in ("{", "[")
+    if mimetype in JSON_TYPES or mimetype.endswith("+json") or (
+            mimetype in (FORM_TYPE, "") and looks_json):
+        payload = parse_json(text)
+    elif mimetype == FORM_TYPE:
+        try:
+            payload = parse_php_form(text)
+        except FormError as exc:
+            raise IngestError(400, str(exc)) from None
+    else:
+        raise IngestError(415, f"Content-Type {mimetype or '(none)'!r} is not supported: send "
+                               f"application/json or {FORM_TYPE}")
+    if isinstance(payload, dict):
+        return [payload], False
+    if isinstance(payload, list):
+        if not payload:
+            raise IngestError(422, "the batch is empty: send at least one trace")
+        if len(payload) > limits.max_items:
+            raise IngestError(413, f"the batch has {len(payload)} traces: at most "
+                                   f"{limits.max_items} per request")
+        return payload, True
+    raise IngestError(400, f"the body is a JSON {type(payload).__name__}: send an object (one "
+                           "trace) or a list of objects (a batch)")
