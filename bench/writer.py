@@ -27,7 +27,6 @@ import queue
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,12 +35,12 @@ import pymysql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.scratch import scratch_database  # noqa: E402
 from trace_service import migrate  # noqa: E402
 from trace_service.config import Config, DatabaseURL  # noqa: E402
 from trace_service.db import create_engine  # noqa: E402
 from trace_service.writer import TraceWriter  # noqa: E402
 
-SERVER = os.environ.get("TRACE_BENCH_MARIADB", "mysql+pymysql://root@127.0.0.1:3306")
 METADATA = {  # ~212 bytes of JSON, as perf-baseline.md's rows
     "target_id": 3, "target_type": "admin", "reason": "password_reset_requested",
     "changes": {"status": ["active", "locked"], "attempts": 5},
@@ -218,23 +217,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    database = f"ts_bench_{uuid.uuid4().hex[:8]}"
-    admin = connect("mysql")
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
-    url = f"{SERVER}/{database}?charset=utf8mb4"
-    try:
+    with scratch_database() as (url, database):
         engine = create_engine(url)
         migrate.upgrade(engine)
+        with engine.connect() as conn:
+            version = conn.exec_driver_sql("SELECT VERSION()").scalar()
         engine.dispose()
-        print(f"Python {sys.version.split()[0]}, MariaDB {admin.get_server_info()}, "
-              f"{os.cpu_count()} CPUs; database {database}")
+        print(f"Python {sys.version.split()[0]}, MariaDB {version}, {os.cpu_count()} CPUs; "
+              f"database {database}")
         caller_cost(url, database, args.calls, args.rounds, args.batch)
         throughput(url, database, args.rows, args.rounds, args.batch)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {database}")
-        admin.close()
 
 
 if __name__ == "__main__":

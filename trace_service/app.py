@@ -8,8 +8,6 @@ health endpoints, JSON errors, and the ``flask db`` commands.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from typing import Any
 
 import click
@@ -29,11 +27,12 @@ from trace_service.config import Config
 from trace_service.db import create_engine, table_layout
 from trace_service.errors import ConfigError, TelemetryError
 from trace_service.flask_ext import RequestContext
-from trace_service.ingest import ingest, limiter
+from trace_service.ingest import ingest
 from trace_service.keys import KeyStore
 from trace_service.keys_cli import keys_cli
 from trace_service.metrics import IngestMetrics
 from trace_service.openapi import DOCUMENT
+from trace_service.ratelimit import RateLimits
 from trace_service.writer import TraceWriter
 
 logger = logging.getLogger("trace_service.app")
@@ -56,13 +55,13 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["trace_keys"] = KeyStore(app.extensions["trace_engine"], config.key_cache_seconds)
     app.extensions["trace_metrics"] = IngestMetrics(writer.stats)
     app.config["MAX_CONTENT_LENGTH"] = config.ingest_max_bytes  # 413 before the body is read
-    app.config["RATELIMIT_STORAGE_URI"] = config.ratelimit_storage
+    app.extensions["trace_ratelimits"] = RateLimits(
+        config.ratelimit_storage, config.ingest_rate, config.auth_failure_rate)
     if config.trusted_proxies:
         # Only behind proxies the deployment vouches for: X-Forwarded-For is otherwise forgeable.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies)
     request_context.init_app(app)
-    limiter.init_app(app)
     app.register_blueprint(ingest)
     app.register_blueprint(health)
     app.register_error_handler(HTTPException, _http_error)
@@ -145,13 +144,8 @@ def openapi() -> Any:
 
 
 def _http_error(exc: HTTPException) -> Any:
-    response = jsonify(error=exc.description or exc.name, status=exc.code,
-                       request_id=g.get("request_id"))
-    response.status_code = exc.code or 500
-    if exc.code == 429 and limiter.current_limit is not None:
-        wait = limiter.current_limit.reset_at - time.time()
-        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-    return response
+    body = jsonify(error=exc.description or exc.name, status=exc.code, request_id=g.get("request_id"))
+    return body, exc.code or 500
 
 
 def _unexpected_error(exc: Exception) -> Any:

@@ -19,14 +19,12 @@ problem and the fix.
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import math
 import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from marshmallow import ValidationError
 
 from trace_service import context
@@ -35,13 +33,22 @@ from trace_service.idempotency import first_sighting
 from trace_service.ingest_body import BodyLimits, IngestError, decode_body
 from trace_service.ingest_schema import load_trace
 from trace_service.keys import ApiKey, KeyStore
+from trace_service.lograte import RateLimitedLogger
 from trace_service.metrics import IngestMetrics
+from trace_service.ratelimit import RateLimits
 from trace_service.writer import TraceWriter
 
 ingest = Blueprint("ingest", __name__)
-# Its header injection would put Retry-After on every answer (202s and our 503s included);
-# Retry-After is set where it means something: on 429 (the app's handler) and on 503 (here).
-limiter = Limiter(key_func=get_remote_address, headers_enabled=False)
+logger = logging.getLogger("trace_service.ingest")
+
+
+def auth_log() -> RateLimitedLogger:
+    """The app's auth-failure log: a line a minute per kind, so key guessing cannot flood it."""
+    extensions = current_app.extensions
+    if "trace_auth_log" not in extensions:
+        extensions["trace_auth_log"] = RateLimitedLogger(logger, 60.0)
+    log: RateLimitedLogger = extensions["trace_auth_log"]
+    return log
 
 
 def _config() -> Config:
@@ -49,29 +56,37 @@ def _config() -> Config:
     return config
 
 
-def _rate_key() -> str:
-    """Rate limits count per key (its hash), or per ip when there is no key."""
-    header = request.headers.get("Authorization", "")
-    return "key:" + hashlib.sha256(header.encode()).hexdigest()[:16] if header else \
-        "ip:" + (request.remote_addr or "")
+class _TooMany(IngestError):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(429, message)
+        self.retry_after = retry_after
 
 
-def _auth_failed(response: Response) -> bool:
-    return response.status_code in (401, 403)
-
-
-def _authenticate() -> ApiKey:
+def _authenticate(limits: RateLimits) -> ApiKey:
+    """The request's key, within its rate; refusals count against the client address."""
+    address = request.remote_addr or ""
+    wait = limits.auth_blocked(address)
+    if wait is not None:
+        raise _TooMany("too many requests without a valid key from this address: fix the key, "
+                       "then retry after Retry-After seconds", wait)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise IngestError(401, "no API key: send Authorization: Bearer <key> (`flask keys create`)")
     store: KeyStore = current_app.extensions["trace_keys"]
-    key = store.authenticate(token.strip())
-    if key is None:
-        raise IngestError(401, "unknown or revoked API key: ask for a new one (`flask keys create`)")
-    if not key.allows("ingest"):
-        raise IngestError(403, f"key {key.key_prefix}... has no 'ingest' scope: use a key created "
-                               "with --scope ingest")
+    key = store.authenticate(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    if key is None or not key.allows("ingest"):
+        limits.auth_failed(address)
+        if not header:
+            raise IngestError(401, "no API key: send Authorization: Bearer <key> "
+                                   "(`flask keys create`)")
+        if key is None:
+            raise IngestError(401, "unknown or revoked API key: ask for a new one "
+                                   "(`flask keys create`)")
+        raise IngestError(403, f"key {key.key_prefix}... has no 'ingest' scope: use a key "
+                               "created with --scope ingest")
+    wait = limits.take(f"key:{key.id}")
+    if wait is not None:
+        raise _TooMany("over this key's rate limit (TRACE_INGEST_RATE): batch the traces or retry "
+                       "after Retry-After seconds", wait)
     return key
 
 
@@ -107,8 +122,12 @@ def _record_item(writer: TraceWriter, item: Any, index: int, window: float) -> d
     # The client's own ip and user agent when the body says; the request's otherwise.
     ip = data.pop("ip_address") or request.remote_addr or "0.0.0.0"
     agent = data.pop("user_agent") or request.headers.get("User-Agent") or "unknown"
-    with context.trace_context(g.get("request_id"), ip_address=ip, user_agent=agent):
+    # The route is the body's or none (never this endpoint's); the request id is already normal.
+    token = context.bind(context.RequestInfo(g.get("request_id"), ip, agent, None))
+    try:
         stored = writer.record(data.pop("event_key"), **data)
+    finally:
+        context.unbind(token)
     result: dict[str, Any] = {"index": index, "status": "accepted" if stored else "dropped"}
     if event_id is not None:
         result["event_id"] = str(event_id)
@@ -121,20 +140,13 @@ def writer_engine() -> Any:
 
 
 @ingest.post("/api/telemetry/traces")
-@limiter.limit(lambda: _config().auth_failure_rate, key_func=get_remote_address,
-               deduct_when=_auth_failed,
-               error_message="too many requests without a valid key from this address: "
-                             "fix the key, then retry after Retry-After seconds")
-@limiter.limit(lambda: _config().ingest_rate, key_func=_rate_key,
-               error_message="over this key's rate limit (TRACE_INGEST_RATE): batch the traces "
-                             "or retry after Retry-After seconds")
 def post_traces() -> Any:
     """Accept traces from other services; see the module docstring for the answers."""
     started = time.perf_counter()
     metrics: IngestMetrics = current_app.extensions["trace_metrics"]
     config = _config()
     try:
-        _authenticate()
+        _authenticate(current_app.extensions["trace_ratelimits"])
         items, batch = decode_body(
             request.get_data(cache=False), request.content_type,
             request.headers.get("Content-Encoding"),
@@ -148,9 +160,15 @@ def post_traces() -> Any:
     except _Unavailable as exc:
         metrics.rejected.labels(reason="unavailable").inc()
         return _refuse(503, exc.message, exc.retry_after)
+    except _TooMany as exc:
+        metrics.rejected.labels(reason="rate_limited").inc()
+        return _refuse(429, exc.message, exc.retry_after)
     except IngestError as exc:
-        if exc.status == 401:
+        if exc.status in (401, 403):
             metrics.auth_failures.inc()
+            auth_log().log(logging.WARNING, f"auth{exc.status}",
+                          "ingest refused a request from %s (%d): %s", request.remote_addr,
+                          exc.status, exc.message)
         metrics.rejected.labels(reason=str(exc.status)).inc()
         return _refuse(exc.status, exc.message)
     finally:

@@ -334,3 +334,12 @@ def test_openapi_document_lists_exactly_the_statuses_the_endpoint_produces(inges
     documented = set(served["paths"][URL]["post"]["responses"])
     assert documented == {"202", "400", "401", "403", "413", "415", "422", "429", "503"}
     # each of these is produced by a test above: test_400_..., test_401_..., ... test_503_...
+
+
+def test_auth_failures_are_logged_without_the_key(ingest: Ingest, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="trace_service.ingest"):
+        ingest.post({"event_key": "a"}, key="tsk_guessed_secret_value")
+    assert "ingest refused a request from 127.0.0.1 (401)" in caplog.text
+    assert "tsk_guessed_secret_value" not in caplog.text

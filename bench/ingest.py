@@ -1,0 +1,135 @@
+"""Benchmark of HTTP ingest under gunicorn against a bare Flask handler, in one run.
+
+    .venv/bin/python bench/ingest.py [--duration 10] [--connections 32]
+
+Both apps run under gunicorn with the same settings (``-c gunicorn.conf.py -w 2``) on 127.0.0.1;
+the load comes from ``wrk`` (Debian package) in a second process. Printed side by side:
+single-trace posts (requests/s, p50 and p99 latency) and batches of 500 traces (rows/s), with
+the ratio ours/bare and any non-2xx answers. Ours authenticates, validates, masks and writes to
+MariaDB (the rows are counted after a graceful stop); the bare handler only parses the JSON.
+Target (issue 6): single-trace requests/s >= 0.7x the bare handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+from bench.scratch import scratch_database  # noqa: E402
+from trace_service import migrate  # noqa: E402
+from trace_service.db import create_engine  # noqa: E402
+from trace_service.keys import KeyStore  # noqa: E402
+
+TRACE = {"event_key": "auth.login.attempt", "severity": "info", "actor_admin_id": 7,
+         "route_name": "admins.list",
+         "metadata": {"target_id": 3, "reason": "password_reset_requested",
+                      "client": {"platform": "web", "version": "4.12.1"}, "tags": ["auth", "stepup"]}}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(app: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "-w", "2",
+         "-b", f"127.0.0.1:{port}", app],
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/telemetry/traces", timeout=1)
+        except urllib.error.HTTPError:
+            return process, port  # it answers (405 for GET)
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"{app} did not start")
+
+
+def wrk(port: int, body: str, headers: dict[str, str], duration: int, connections: int) -> dict[str, float]:
+    lua = "wrk.method = 'POST'\nwrk.body = " + json.dumps(body) + "\n" + "".join(
+        f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in headers.items())
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name,
+         f"http://127.0.0.1:{port}/api/telemetry/traces"],
+        capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+            "p50": ms("50%"), "p99": ms("99%"),
+            "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+            "requests": float(total.group(1)) if total else 0.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    with scratch_database() as (url, _name):
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        _, key = KeyStore(engine).create("bench", ["ingest"])
+        env = {"TRACE_DATABASE_URL": url, "TRACE_INGEST_RATE": "100000000/minute",
+               "TRACE_QUEUE_SIZE": "100000", "TRACE_SHUTDOWN_TIMEOUT": "60"}
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        single, batch = json.dumps(TRACE), json.dumps([TRACE] * 500)
+        print(f"gunicorn -w 2 sync, wrk -t2 -c{args.connections} -d{args.duration}s on 127.0.0.1; "
+              f"{os.cpu_count()} CPUs")
+        results = {}
+        for name, app in (("bare", "bench.bare_app:app"), ("ours", "trace_service.app:create_app()")):
+            process, port = start(app, env)
+            results[name] = (wrk(port, single, headers, args.duration, args.connections),
+                             wrk(port, batch, headers, args.duration, 4))
+            process.send_signal(signal.SIGTERM)
+            process.wait(90)
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text("SELECT COUNT(*) FROM telemetry_traces")).scalar_one()
+        engine.dispose()
+        (bs, bb), (os_, ob) = results["bare"], results["ours"]
+        print(f"\n  single trace   bare: {bs['rps']:7.0f} req/s  p50 {bs['p50']:6.2f} ms  "
+              f"p99 {bs['p99']:6.2f} ms"
+              f"\n                 ours: {os_['rps']:7.0f} req/s  p50 {os_['p50']:6.2f} ms  "
+              f"p99 {os_['p99']:6.2f} ms  non-2xx {os_['non2xx']:.0f}"
+              f"\n                 ratio {os_['rps'] / bs['rps']:.2f}x  (target >= 0.7x)")
+        ours_rows = (ob["requests"] - ob["non2xx"]) * 500 / args.duration
+        print(f"\n  batch of 500   bare: {bb['rps'] * 500:7.0f} rows/s  p50 {bb['p50']:6.2f} ms"
+              f"\n                 ours: {ours_rows:7.0f} rows/s accepted  p50 {ob['p50']:6.2f} ms"
+              f"  ({ob['non2xx']:.0f} of {ob['requests']:.0f} answered 503: the writer's queue was full)"
+              f"\n                 ratio {ours_rows / (bb['rps'] * 500):.2f}x")
+        counted = os_["requests"] - os_["non2xx"] + (ob["requests"] - ob["non2xx"]) * 500
+        print(f"\n  rows stored after a graceful stop: {stored}; wrk counted {counted:.0f} accepted "
+              "(requests still in flight when wrk stops are served but not counted by wrk)")
+
+
+if __name__ == "__main__":
+    main()
