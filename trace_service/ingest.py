@@ -56,19 +56,13 @@ def _config() -> Config:
     return config
 
 
-class _TooMany(IngestError):
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(429, message)
-        self.retry_after = retry_after
-
-
 def _authenticate(limits: RateLimits) -> ApiKey:
     """The request's key, within its rate; refusals count against the client address."""
     address = request.remote_addr or ""
     wait = limits.auth_blocked(address)
     if wait is not None:
-        raise _TooMany("too many requests without a valid key from this address: fix the key, "
-                       "then retry after Retry-After seconds", wait)
+        raise IngestError(429, "too many requests without a valid key from this address: fix the "
+                               "key, then retry after Retry-After seconds", wait)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     store: KeyStore = current_app.extensions["trace_keys"]
@@ -85,8 +79,8 @@ def _authenticate(limits: RateLimits) -> ApiKey:
                                "created with --scope ingest")
     wait = limits.take(f"key:{key.id}")
     if wait is not None:
-        raise _TooMany("over this key's rate limit (TRACE_INGEST_RATE): batch the traces or retry "
-                       "after Retry-After seconds", wait)
+        raise IngestError(429, "over this key's rate limit (TRACE_INGEST_RATE): batch the traces "
+                               "or retry after Retry-After seconds", wait)
     return key
 
 
@@ -99,16 +93,12 @@ def _refuse(status: int, message: str, retry_after: float | None = None) -> Resp
 
 
 def _room_or_refuse(writer: TraceWriter, count: int) -> None:
+    """503 unless the writer can take ``count`` more records now (an HTTP client can retry)."""
+    retry = "nothing was stored; retry after the Retry-After delay"
     if not writer.accepting:
-        raise _Unavailable("the trace database is unavailable", writer.retry_after())
+        raise IngestError(503, f"the trace database is unavailable: {retry}", writer.retry_after())
     if writer.room() < count:
-        raise _Unavailable("the write queue is full", 1.0)
-
-
-class _Unavailable(IngestError):
-    def __init__(self, reason: str, retry_after: float) -> None:
-        super().__init__(503, f"{reason}: nothing was stored; retry after the Retry-After delay")
-        self.retry_after = retry_after
+        raise IngestError(503, f"the write queue is full: {retry}", 1.0)
 
 
 def _record_item(writer: TraceWriter, item: Any, index: int, window: float) -> dict[str, Any]:
@@ -117,7 +107,8 @@ def _record_item(writer: TraceWriter, item: Any, index: int, window: float) -> d
     except ValidationError as exc:
         return {"index": index, "status": "rejected", "errors": exc.messages}
     event_id = data.pop("event_id")
-    if event_id is not None and window > 0 and not first_sighting(writer_engine(), event_id, window):
+    engine = current_app.extensions["trace_engine"]
+    if event_id is not None and window > 0 and not first_sighting(engine, event_id, window):
         return {"index": index, "status": "duplicate", "event_id": str(event_id)}
     # The client's own ip and user agent when the body says; the request's otherwise.
     ip = data.pop("ip_address") or request.remote_addr or "0.0.0.0"
@@ -132,11 +123,6 @@ def _record_item(writer: TraceWriter, item: Any, index: int, window: float) -> d
     if event_id is not None:
         result["event_id"] = str(event_id)
     return result
-
-
-def writer_engine() -> Any:
-    """The app's engine (for the idempotency table)."""
-    return current_app.extensions["trace_engine"]
 
 
 @ingest.post("/api/telemetry/traces")
@@ -157,12 +143,6 @@ def post_traces() -> Any:
         metrics.received.inc(len(items))
         results = [_record_item(writer, item, i, config.idempotency_window)
                    for i, item in enumerate(items)]
-    except _Unavailable as exc:
-        metrics.rejected.labels(reason="unavailable").inc()
-        return _refuse(503, exc.message, exc.retry_after)
-    except _TooMany as exc:
-        metrics.rejected.labels(reason="rate_limited").inc()
-        return _refuse(429, exc.message, exc.retry_after)
     except IngestError as exc:
         if exc.status in (401, 403):
             metrics.auth_failures.inc()
@@ -170,7 +150,7 @@ def post_traces() -> Any:
                           "ingest refused a request from %s (%d): %s", request.remote_addr,
                           exc.status, exc.message)
         metrics.rejected.labels(reason=str(exc.status)).inc()
-        return _refuse(exc.status, exc.message)
+        return _refuse(exc.status, exc.message, exc.retry_after)
     finally:
         metrics.latency.observe(time.perf_counter() - started)
     counts = {status: sum(1 for r in results if r["status"] == status)

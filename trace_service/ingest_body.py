@@ -22,12 +22,14 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 class IngestError(TelemetryError):
-    """A request the endpoint refuses as a whole, with its HTTP status."""
+    """A request the endpoint refuses as a whole, with its HTTP status (and, for 429 and 503,
+    how many seconds the client should wait before retrying)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
