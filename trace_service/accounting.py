@@ -27,7 +27,7 @@ class Tally:
 
     submitted: int
     written: int
-    dropped: dict[str, int]
+    dropped_by_reason: dict[str, int]
     pending: int
     queue_depth: int
     unknown_severity: int
@@ -131,7 +131,7 @@ class TraceQueue:
             return Tally(
                 submitted=self._direct + self._taken + len(self._items),
                 written=self._written,
-                dropped={reason: self._dropped[reason] for reason in reasons},
+                dropped_by_reason={reason: self._dropped[reason] for reason in reasons},
                 pending=self._pending_locked(),
                 queue_depth=len(self._items),
                 unknown_severity=self._unknown_severity,

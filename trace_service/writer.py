@@ -296,17 +296,7 @@ class TraceWriter:
     def stats(self) -> WriterStats:
         """A consistent snapshot of the counters (never raises)."""
         tally = self._queue.tally(REASONS)
-        return WriterStats(
-            submitted=tally.submitted,
-            written=tally.written,
-            dropped_by_reason=tally.dropped,
-            pending=tally.pending,
-            queue_depth=tally.queue_depth,
-            unknown_severity=tally.unknown_severity,
-            breaker=self._worker.breaker.state,
-            mode=self.mode,
-            last_error=tally.last_error,
-        )
+        return WriterStats(**vars(tally), breaker=self._worker.breaker.state, mode=self.mode)
 
     def _after_fork_in_child(self) -> None:
         # The parent's queue belongs to the parent (it writes and counts it); the child's pool
