@@ -50,7 +50,7 @@ from governance.hashing import Keyring
 from governance.masking import Masker
 from governance.policy import load_masking_policy
 from trace_service import context
-from trace_service.accounting import TraceQueue
+from trace_service.accounting import Tally, TraceQueue
 from trace_service.config import Config, DatabaseURL
 from trace_service.db import create_engine
 from trace_service.errors import TraceInputError, TraceWriteError
@@ -91,18 +91,11 @@ _hooks_installed = False
 
 
 @dataclass(frozen=True)
-class WriterStats:
-    """A consistent snapshot of a writer's counters."""
+class WriterStats(Tally):
+    """A consistent snapshot of a writer's counters: the queue's tally, the breaker and mode."""
 
-    submitted: int
-    written: int
-    dropped_by_reason: dict[str, int]
-    pending: int
-    queue_depth: int
-    unknown_severity: int
     breaker: str
     mode: str
-    last_error: str | None = None
     dropped: int = field(init=False)
 
     def __post_init__(self) -> None:

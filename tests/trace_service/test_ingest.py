@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.trace_service.test_forms import PHP_BODY
 from trace_service import migrate
 from trace_service.app import create_app
 from trace_service.config import DatabaseURL, TestingConfig
@@ -21,8 +22,7 @@ from trace_service.reader import StoredTrace, read_traces
 
 URL = "/api/telemetry/traces"
 V4 = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
-PHP_FORM = ("event_key=auth_login_failure&severity=warning&metadata%5Buser_id%5D=5"
-            "&metadata%5Btags%5D%5B0%5D=a&metadata%5Btags%5D%5B1%5D=b&metadata%5Bpassword%5D=hunter2")
+PHP_FORM = PHP_BODY  # what PHP's http_build_query wrote on this machine (spec §6)
 
 
 @dataclass
