@@ -25,13 +25,13 @@ import sqlalchemy as sa  # noqa: E402
 
 from governance.audit_guard import AuditGuard, AuditWriteForbidden, install  # noqa: E402
 from trace_service.layout import LAYOUT_A  # noqa: E402
-from trace_service.sink import insert_sql, mysql_statements  # noqa: E402
+from trace_service.sink import insert_prefix, insert_sql, mysql_statements  # noqa: E402
 
 ROW = ("auth.login.attempt", "info", 7, "10.0.0.1", "Mozilla/5.0", "admins.list",
        "3f2504e0-4f89-41d3-9a0c-0305e82c3301",
        '{"target_id":3,"reason":"password_reset_requested","tags":["auth","stepup"]}',
        "2026-11-24 07:17:13.739142")
-PREFIX = f"INSERT INTO telemetry_traces ({', '.join(LAYOUT_A.insert_columns)}) VALUES "
+PREFIX = insert_prefix(LAYOUT_A)
 STATEMENTS = {
     "telemetry INSERT, one row, parameters": insert_sql(LAYOUT_A, "format"),
     "telemetry INSERT, 500-row batch (the writer's)": mysql_statements(PREFIX, [ROW] * 500)[0],

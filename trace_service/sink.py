@@ -113,12 +113,15 @@ def build_row(
     return row, known
 
 
+def insert_prefix(layout: Layout) -> str:
+    """``INSERT INTO telemetry_traces (<the layout's columns>) VALUES `` (rows follow)."""
+    return f"INSERT INTO {TABLE_NAME} ({', '.join(layout.insert_columns)}) VALUES "
+
+
 def insert_sql(layout: Layout, paramstyle: str) -> str:
     """The INSERT statement for one row of ``layout`` in the driver's parameter style."""
     marker = "?" if paramstyle == "qmark" else "%s"
-    columns = ", ".join(layout.insert_columns)
-    markers = ", ".join(marker for _ in layout.insert_columns)
-    return f"INSERT INTO {TABLE_NAME} ({columns}) VALUES ({markers})"
+    return insert_prefix(layout) + "(" + ", ".join(marker for _ in layout.insert_columns) + ")"
 
 
 # PyMySQL's own executemany() splits its multi-row statements at this many bytes.
@@ -212,7 +215,7 @@ class TraceSink:
             except sa_exc.SQLAlchemyError as exc:
                 raise SinkUnavailable(describe(exc)) from exc
             self._sql = insert_sql(layout, self.engine.dialect.paramstyle)
-            self._prefix = f"INSERT INTO {TABLE_NAME} ({', '.join(layout.insert_columns)}) VALUES "
+            self._prefix = insert_prefix(layout)
             self._layout = layout
         return self._layout
 
