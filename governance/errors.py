@@ -10,6 +10,8 @@
     │                                   stored unmasked)
     ├── TraceInputError                 a record() argument is invalid (raised only in strict mode)
     ├── TraceWriteError                 the writer lost rows to errors (raised only in strict mode)
+    ├── MaintenanceError                a retention or partition job could not run safely (locks,
+    │                                   a table of the wrong shape, a stop request)
     └── SinkUnavailable                 (trace_service.sink, internal) the database cannot take writes
 
 It lives in ``governance`` because that package is the bottom of the dependency graph;
@@ -45,3 +47,7 @@ class TraceInputError(TelemetryError, ValueError):
 
 class TraceWriteError(TelemetryError):
     """Rows were dropped for an error reason. Raised only when the writer is strict."""
+
+
+class MaintenanceError(TelemetryError):
+    """A retention or partition job could not run safely; the message says why and what to do."""

@@ -47,7 +47,8 @@ class MaskingPolicy:
     source: str = "<defaults>"
 
 
-def _get(table: dict[str, Any], key: str, kind: type[T], where: str, default: T) -> T:
+def get_value(table: dict[str, Any], key: str, kind: type[T], where: str, default: T) -> T:
+    """``table[key]`` (or ``default``) checked to be a ``kind``; the error names where and what."""
     value = table.get(key, default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -60,7 +61,7 @@ def _get(table: dict[str, Any], key: str, kind: type[T], where: str, default: T)
 
 def _words(table: dict[str, Any], key: str, where: str, check: Callable[[str], bool] | None = None,
            allowed: str = "") -> frozenset[str]:
-    values = _get(table, key, list, where, [])
+    values = get_value(table, key, list, where, [])
     out = set()
     for value in values:
         if not isinstance(value, str) or not value or (check is not None and not check(value)):
@@ -71,8 +72,9 @@ def _words(table: dict[str, Any], key: str, where: str, check: Callable[[str], b
     return frozenset(out)
 
 
-def _positive(table: dict[str, Any], key: str, where: str, default: int) -> int:
-    value = _get(table, key, int, where, default)
+def get_positive(table: dict[str, Any], key: str, where: str, default: int) -> int:
+    """``table[key]`` (or ``default``) checked to be an integer of at least 1."""
+    value = get_value(table, key, int, where, default)
     if value < 1:
         raise PolicyError(f"{where}: {key} = {value} is invalid: a positive integer is required")
     return value
@@ -86,32 +88,32 @@ def parse_masking_policy(data: bytes, source: str = "<bytes>") -> MaskingPolicy:
         raise PolicyError(f"{source}: not valid TOML ({exc}): fix the syntax") from None
     if doc.get("version") != 1:
         raise PolicyError(f"{source}: version = {doc.get('version')!r} is not supported: use 1")
-    limits = _get(doc, "limits", dict, source, {})
-    keys = _get(doc, "keys", dict, source, {})
-    detectors = _get(doc, "detectors", dict, source, {})
-    email = _get(doc, "email", dict, source, {})
-    mode = _get(email, "mode", str, f"{source} [email]", "hash")
+    limits = get_value(doc, "limits", dict, source, {})
+    keys = get_value(doc, "keys", dict, source, {})
+    detectors = get_value(doc, "detectors", dict, source, {})
+    email = get_value(doc, "email", dict, source, {})
+    mode = get_value(email, "mode", str, f"{source} [email]", "hash")
     if mode not in {"hash", "mask"}:
         raise PolicyError(f"{source} [email]: mode = {mode!r} is invalid: use 'hash' or 'mask'")
-    bits = _get(detectors, "entropy_min_bits", float, f"{source} [detectors]", 3.5)
+    bits = get_value(detectors, "entropy_min_bits", float, f"{source} [detectors]", 3.5)
     if not 0 < bits <= 6:
         raise PolicyError(
             f"{source} [detectors]: entropy_min_bits = {bits} is invalid: a number in (0, 6] "
             "is required (base64 text carries at most 6 bits per character)"
         )
     return MaskingPolicy(
-        replacement=_get(doc, "replacement", str, source, "[masked]"),
-        record_masked=_get(doc, "record_masked", bool, source, True),
-        max_depth=_positive(limits, "max_depth", f"{source} [limits]", 32),
-        max_string_chars=_positive(limits, "max_string_chars", f"{source} [limits]", 4096),
-        max_total_chars=_positive(limits, "max_total_chars", f"{source} [limits]", 16384),
+        replacement=get_value(doc, "replacement", str, source, "[masked]"),
+        record_masked=get_value(doc, "record_masked", bool, source, True),
+        max_depth=get_positive(limits, "max_depth", f"{source} [limits]", 32),
+        max_string_chars=get_positive(limits, "max_string_chars", f"{source} [limits]", 4096),
+        max_total_chars=get_positive(limits, "max_total_chars", f"{source} [limits]", 16384),
         deny_keys=_words(keys, "deny", f"{source} [keys]"),
         allow_keys=_words(keys, "allow", f"{source} [keys]"),
         hash_suffixes=_words(keys, "hash_suffixes", f"{source} [keys]"),
         otp_words=_words(keys, "otp_words", f"{source} [keys]"),
         detectors=_words(detectors, "enabled", f"{source} [detectors]", DETECTORS.__contains__,
                          f"known detectors are {', '.join(DETECTORS)}"),
-        entropy_min_length=_positive(detectors, "entropy_min_length", f"{source} [detectors]", 32),
+        entropy_min_length=get_positive(detectors, "entropy_min_length", f"{source} [detectors]", 32),
         entropy_min_bits=bits,
         email_mode=mode,
         sha256=hashlib.sha256(data).hexdigest(),

@@ -162,6 +162,8 @@ class Config:
     log_interval: float = setting("TRACE_LOG_INTERVAL", _ranged(float, 0, 86_400), 60.0)
     # Empty: the shipped policies/masking.toml.
     masking_policy: str = setting("TRACE_MASKING_POLICY", _existing_file, "")
+    # Empty: the shipped policies/retention.toml (read by the jobs, not by the web app).
+    retention_policy: str = setting("TRACE_RETENTION_POLICY", _existing_file, "")
     strict: bool = setting("TRACE_STRICT", _bool, False)
     # Refuse to start when the database user could write audit_logs (checked at start).
     refuse_audit_writer: bool = setting("TRACE_REFUSE_AUDIT_WRITER", _bool, False)

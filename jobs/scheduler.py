@@ -1,0 +1,157 @@
+"""The retention scheduler: APScheduler 3, built in one place, run as its own process.
+
+``flask jobs run-scheduler`` runs :meth:`RetentionScheduler.run`. Every host may run one; only
+the holder of the MySQL named lock ``telemetry_traces.scheduler`` schedules (the others wait
+on standby and take over within ``leader_retry`` seconds when the leader's connection ends).
+The leader checks every ``leader_check`` seconds that the lock is still its own, and stops
+scheduling at once when it is not.
+
+Jobs run with ``max_instances=1``, ``coalesce=True`` and the policy's misfire grace time. A
+job's errors are written to the ledger by the job itself (``jobs.retention``); missed runs are
+written here. Both are logged and counted (:attr:`RetentionScheduler.counts`, and Prometheus
+counters when ``metrics_port`` is given). At start the database user's grants are checked:
+a user that could write audit_logs is logged as an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+)
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.engine import Engine
+
+from governance.grants import check_grants
+from jobs.ledger import RunRecord, record_run
+from jobs.locks import LEADER_LOCK, NamedLock
+from jobs.policy import RetentionPolicy
+from jobs.retention import JobOptions, retention_job
+
+logger = logging.getLogger("jobs.scheduler")
+RetentionJob = Callable[[Engine, RetentionPolicy, str, datetime, JobOptions], RunRecord]
+
+
+def daily_triggers(policy: RetentionPolicy) -> list[BaseTrigger]:
+    """One cron trigger per ``HH:MM`` of the policy's schedule, in its zone."""
+    triggers: list[BaseTrigger] = []
+    for value in policy.schedule_times:
+        hour, minute = value.split(":")
+        triggers.append(CronTrigger(hour=int(hour), minute=int(minute),
+                                    timezone=policy.schedule_timezone))
+    return triggers
+
+
+class RetentionScheduler:
+    """Leader election plus an APScheduler ``BackgroundScheduler`` running the retention job."""
+
+    def __init__(self, engine: Engine, policy: RetentionPolicy, zone: str, *,
+                 triggers: Sequence[BaseTrigger] | None = None,
+                 job: RetentionJob = retention_job,
+                 leader_retry: float = 15.0, leader_check: float = 5.0,
+                 metrics_port: int | None = None) -> None:
+        self.engine, self.policy, self.zone, self.job = engine, policy, zone, job
+        self.triggers = list(triggers) if triggers is not None else daily_triggers(policy)
+        self.leader_retry, self.leader_check = leader_retry, leader_check
+        self.counts: Counter[str] = Counter()
+        self.is_leader = threading.Event()
+        self._job_stop = threading.Event()  # set when leadership ends: a prune stops between batches
+        self._metrics = _metrics(metrics_port)
+
+    def build(self) -> BackgroundScheduler:
+        """The APScheduler instance with the retention job on each trigger."""
+        scheduler = BackgroundScheduler(
+            timezone=self.policy.schedule_timezone,
+            job_defaults={"max_instances": 1, "coalesce": True,
+                          "misfire_grace_time": self.policy.misfire_grace_seconds},
+        )
+        for number, trigger in enumerate(self.triggers):
+            scheduler.add_job(self._run_job, trigger, id=f"retention-{number}", name="retention")
+        scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_EXECUTED)
+        return scheduler
+
+    def run(self, stop: threading.Event) -> None:
+        """Be leader or standby until ``stop`` is set."""
+        self._check_grants()
+        while not stop.is_set():
+            lock = NamedLock(self.engine, LEADER_LOCK)
+            try:
+                if not lock.acquire():
+                    logger.info("standby: another scheduler leads; retrying in %ss", self.leader_retry)
+                    stop.wait(self.leader_retry)
+                    continue
+                self._lead(lock, stop)
+            except Exception:  # noqa: BLE001 - a lost database must not end the process
+                logger.exception("scheduler: database error; retrying in %ss", self.leader_retry)
+                stop.wait(self.leader_retry)
+            finally:
+                lock.release()
+
+    def _lead(self, lock: NamedLock, stop: threading.Event) -> None:
+        logger.info("leader: scheduling retention at %s (%s)",
+                    ", ".join(self.policy.schedule_times), self.policy.schedule_timezone)
+        scheduler = self.build()
+        self._job_stop.clear()
+        scheduler.start()
+        self.is_leader.set()
+        try:
+            while not stop.wait(self.leader_check):
+                if not lock.still_held():
+                    logger.error("leader lock lost (database connection ended): standing down")
+                    break
+        finally:
+            self.is_leader.clear()
+            self._job_stop.set()
+            scheduler.shutdown(wait=True)
+
+    def _run_job(self) -> None:
+        # The job writes its own ledger row, failures included, then raises for the listener.
+        self.job(self.engine, self.policy, self.zone, datetime.now(UTC), JobOptions(stop=self._job_stop))
+
+    def _on_event(self, event: JobExecutionEvent) -> None:
+        kind = {EVENT_JOB_ERROR: "failed", EVENT_JOB_MISSED: "missed"}.get(event.code, "ok")
+        self.counts[kind] += 1
+        if self._metrics is not None:
+            self._metrics.labels(outcome=kind).inc()
+        if kind == "failed":
+            logger.error("retention job failed: %s: %s", type(event.exception).__name__,
+                         event.exception)
+        elif kind == "missed":
+            logger.error("retention run of %s was missed (past the misfire grace time)",
+                         event.scheduled_run_time)
+            scheduled = event.scheduled_run_time.astimezone(UTC).replace(tzinfo=None)
+            try:
+                record_run(self.engine, RunRecord(
+                    job="retention", status="missed", started_at=scheduled, finished_at=scheduled,
+                    error="the scheduler missed this run (process down or busy past the grace time)"))
+            except Exception:  # noqa: BLE001 - logged above; the ledger may be what is down
+                logger.exception("could not record the missed run in the ledger")
+
+    def _check_grants(self) -> None:
+        report = check_grants(self.engine)
+        if report.error:
+            logger.warning("grants check not done: %s", report.error)
+        for violation in report.violations:
+            logger.error("the database user could write audit_logs: %s", violation.describe())
+
+
+def _metrics(port: int | None) -> Any:
+    if port is None:
+        return None
+    from prometheus_client import Counter as PromCounter
+    from prometheus_client import start_http_server
+
+    counter = PromCounter("trace_retention_runs_total", "Retention runs by outcome", ["outcome"])
+    start_http_server(port, addr="127.0.0.1")
+    return counter
