@@ -201,7 +201,7 @@ def convert_plan(time_column: str, rows: int, first_day: date | None, today: dat
     end = today + timedelta(days=days_ahead + 1)
     definitions = _daily(first, end)
     definitions.append(f"PARTITION {CATCH_ALL} VALUES LESS THAN MAXVALUE")
-    sql = (f"ALTER TABLE {TABLE_NAME} DROP PRIMARY KEY, ADD PRIMARY KEY (id, {time_column}), "
+    sql = (f"ALTER TABLE {TABLE_NAME} DROP PRIMARY KEY, ADD PRIMARY KEY (id, {time_column}) "
            f"PARTITION BY RANGE (TO_DAYS({time_column})) ({', '.join(definitions)})")
     seconds = rows / copy_rows_per_second if copy_rows_per_second > 0 else 0.0
     warning = (
