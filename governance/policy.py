@@ -121,11 +121,15 @@ def parse_masking_policy(data: bytes, source: str = "<bytes>") -> MaskingPolicy:
     )
 
 
-def load_masking_policy(path: str | Path | None = None) -> MaskingPolicy:
-    """Read and validate a masking policy file (``policies/masking.toml`` by default)."""
-    path = Path(path) if path is not None else DEFAULT_POLICY_DIR / "masking.toml"
+def read_policy_file(path: str | Path | None, default_name: str) -> tuple[bytes, str]:
+    """The bytes and the name of a policy file (``policies/<default_name>`` when no path)."""
+    path = Path(path) if path is not None else DEFAULT_POLICY_DIR / default_name
     try:
-        data = path.read_bytes()
+        return path.read_bytes(), str(path)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot be read ({exc.strerror}): check the path") from None
-    return parse_masking_policy(data, str(path))
+
+
+def load_masking_policy(path: str | Path | None = None) -> MaskingPolicy:
+    """Read and validate a masking policy file (``policies/masking.toml`` by default)."""
+    return parse_masking_policy(*read_policy_file(path, "masking.toml"))

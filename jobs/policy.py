@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from governance.errors import PolicyError
-from governance.policy import DEFAULT_POLICY_DIR, get_positive, get_value
+from governance.policy import get_positive, get_value, read_policy_file
 
 _TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
@@ -155,9 +155,4 @@ def parse_retention_policy(data: bytes, source: str = "<bytes>") -> RetentionPol
 
 def load_retention_policy(path: str | Path | None = None) -> RetentionPolicy:
     """Read and validate a retention policy file (``policies/retention.toml`` by default)."""
-    path = Path(path) if path is not None else DEFAULT_POLICY_DIR / "retention.toml"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot be read ({exc.strerror}): check the path") from None
-    return parse_retention_policy(data, str(path))
+    return parse_retention_policy(*read_policy_file(path, "retention.toml"))

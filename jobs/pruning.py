@@ -272,10 +272,12 @@ class Pruner:
         stats.batch_sizes.append(size)
         stats.first_id = int(rows[0][0]) if stats.first_id is None else stats.first_id
         stats.last_id = int(rows[-1][0])
-        times = [t for t in (_text(r[1]) for r in rows) if t is not None]
-        if times:
-            stats.first_time = min([*times, *([stats.first_time] if stats.first_time else [])])
-            stats.last_time = max([*times, *([stats.last_time] if stats.last_time else [])])
+        # Compare the driver's values (datetimes, or text on SQLite); format only the extremes.
+        values = [r[1] for r in rows if r[1] is not None]
+        if values:
+            low, high = _text(min(values)), _text(max(values))
+            stats.first_time = low if stats.first_time is None else min(stats.first_time, low or "")
+            stats.last_time = high if stats.last_time is None else max(stats.last_time, high or "")
         self.sizer.observe(len(rows), seconds)
         if self.on_batch is not None:
             self.on_batch(deleted)
