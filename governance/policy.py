@@ -80,14 +80,20 @@ def get_positive(table: dict[str, Any], key: str, where: str, default: int) -> i
     return value
 
 
-def parse_masking_policy(data: bytes, source: str = "<bytes>") -> MaskingPolicy:
-    """Validate the bytes of a masking policy file into a :class:`MaskingPolicy`."""
+def parse_policy_toml(data: bytes, source: str) -> dict[str, Any]:
+    """The TOML document of a policy file, checked to be UTF-8, valid TOML and version 1."""
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"{source}: not valid TOML ({exc}): fix the syntax") from None
     if doc.get("version") != 1:
         raise PolicyError(f"{source}: version = {doc.get('version')!r} is not supported: use 1")
+    return doc
+
+
+def parse_masking_policy(data: bytes, source: str = "<bytes>") -> MaskingPolicy:
+    """Validate the bytes of a masking policy file into a :class:`MaskingPolicy`."""
+    doc = parse_policy_toml(data, source)
     limits = get_value(doc, "limits", dict, source, {})
     keys = get_value(doc, "keys", dict, source, {})
     detectors = get_value(doc, "detectors", dict, source, {})

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from governance.errors import PolicyError
-from governance.policy import get_positive, get_value, read_policy_file
+from governance.policy import get_positive, get_value, parse_policy_toml, read_policy_file
 
 _TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
@@ -137,12 +136,7 @@ def _schedule(doc: dict[str, Any], source: str) -> tuple[str, tuple[str, ...], i
 
 def parse_retention_policy(data: bytes, source: str = "<bytes>") -> RetentionPolicy:
     """Validate the bytes of a retention policy file into a :class:`RetentionPolicy`."""
-    try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise PolicyError(f"{source}: not valid TOML ({exc}): fix the syntax") from None
-    if doc.get("version") != 1:
-        raise PolicyError(f"{source}: version = {doc.get('version')!r} is not supported: use 1")
+    doc = parse_policy_toml(data, source)
     retention = get_value(doc, "retention", dict, source, {})
     days = get_positive(retention, "days", f"{source} [retention]", 30)
     zone, times, grace = _schedule(doc, source)
