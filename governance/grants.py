@@ -16,6 +16,7 @@ Only MySQL and MariaDB have grants; on SQLite :func:`check_grants` says so and r
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -73,6 +74,15 @@ class GrantReport:
     def ok(self) -> bool:
         """True when the check ran and found no way to write a protected table."""
         return self.applicable and self.error is None and not self.violations
+
+    def log(self, logger: logging.Logger) -> None:
+        """Log what the check found (nothing where grants do not apply, as on SQLite)."""
+        if not self.applicable:
+            return
+        if self.error:
+            logger.warning("grants check not done: %s", self.error)
+        for violation in self.violations:
+            logger.error("the database user could write audit_logs: %s", violation.describe())
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready, for /readyz and reports."""

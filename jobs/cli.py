@@ -29,7 +29,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy.engine import Engine
 
-from governance.errors import TelemetryError
+from governance.errors import PolicyError, TelemetryError
 from jobs import ddl
 from jobs.cutoff import retention_cutoff
 from jobs.ledger import RunRecord, read_runs, verify_chain
@@ -61,11 +61,26 @@ def _config() -> Config:
 
 
 def _policy() -> RetentionPolicy:
-    return load_retention_policy(_config().retention_policy or None)
+    try:
+        return load_retention_policy(_config().retention_policy or None)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def _job_engine() -> Iterator[Engine]:
+    """The jobs' engine for one command; our errors and the database's become a clean exit 1."""
+    engine = job_engine(_config())
+    try:
+        yield engine
+    except (TelemetryError, sa.exc.SQLAlchemyError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        engine.dispose()
 
 
 @contextmanager
@@ -89,12 +104,8 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 
 def _run_job(job: Callable[..., RunRecord], dry_run: bool, progress: bool,
-             **overrides: Any) -> None:
-    config, policy = _config(), _policy()
-    if overrides:
-        policy = dataclasses.replace(policy, prune=dataclasses.replace(
-            policy.prune, **{k: v for k, v in overrides.items() if v is not None}))
-    engine = job_engine(config)
+             policy: RetentionPolicy | None = None) -> None:
+    config, policy = _config(), policy or _policy()
     probe = ReplicaLag(policy.prune.replica_urls) if policy.prune.replica_urls else None
     bar: Any = None
 
@@ -106,20 +117,17 @@ def _run_job(job: Callable[..., RunRecord], dry_run: bool, progress: bool,
                                              show_eta=True, file=sys.stderr)
             bar = new_bar.__enter__()
 
-    try:
-        with _stop_on_signals() as stop:
-            options = JobOptions(
-                dry_run=dry_run, stop=stop, on_plan=click.echo, on_prune_plan=on_prune_plan,
-                on_batch=lambda n: bar.update(n) if bar is not None else None, lag_probe=probe)
+    with _job_engine() as engine, _stop_on_signals() as stop:
+        options = JobOptions(
+            dry_run=dry_run, stop=stop, on_plan=click.echo, on_prune_plan=on_prune_plan,
+            on_batch=lambda n: bar.update(n) if bar is not None else None, lag_probe=probe)
+        try:
             record = job(engine, policy, config.table_timezone, _now(), options)
-    except (TelemetryError, sa.exc.SQLAlchemyError) as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
-        if probe is not None:
-            probe.close()
-        engine.dispose()
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+            if probe is not None:
+                probe.close()
     _report(record)
 
 
@@ -150,13 +158,18 @@ def _report(record: RunRecord) -> None:
 def prune(dry_run: bool, run_time: float | None, batch_size: int | None, pause_ms: int | None,
           progress: bool) -> None:
     """Delete rows older than the retention window, in short batches."""
-    overrides = {"max_run_seconds": None if run_time is None else int(run_time),
-                 "batch_size": batch_size, "pause_ms": pause_ms}
+    policy = _policy()
+    overrides: dict[str, Any] = {}
+    if run_time is not None:
+        overrides["max_run_seconds"] = int(run_time)
+    if pause_ms is not None:
+        overrides["pause_ms"] = pause_ms
     if batch_size is not None:
-        policy = _policy().prune
-        overrides["min_batch_size"] = min(batch_size, policy.min_batch_size)
-        overrides["max_batch_size"] = max(batch_size, policy.max_batch_size)
-    _run_job(prune_job, dry_run, progress, **overrides)
+        overrides.update(batch_size=batch_size,
+                         min_batch_size=min(batch_size, policy.prune.min_batch_size),
+                         max_batch_size=max(batch_size, policy.prune.max_batch_size))
+    policy = dataclasses.replace(policy, prune=dataclasses.replace(policy.prune, **overrides))
+    _run_job(prune_job, dry_run, progress, policy)
 
 
 @jobs_cli.command("retention")
@@ -173,14 +186,10 @@ jobs_cli.add_command(partitions_cli)
 @partitions_cli.command("plan")
 def partitions_plan() -> None:
     """Print the partition plan and its SQL; change nothing."""
-    engine = job_engine(_config())
-    try:
+    policy, zone, now = _policy(), _config().table_timezone, _now()
+    with _job_engine() as engine:
         ddl.require_mysql(engine)
-        plan = plan_for(engine, _policy(), _config().table_timezone, _now())
-    except (TelemetryError, sa.exc.SQLAlchemyError) as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
-    finally:
-        engine.dispose()
+        plan = plan_for(engine, policy, zone, now, retention_cutoff(now, policy.days, zone))
     if plan is None:
         raise click.ClickException(
             "telemetry_traces is not partitioned: `flask jobs partitions convert` prints the "
@@ -201,8 +210,7 @@ def partitions_apply(dry_run: bool) -> None:
 def partitions_convert(execute: bool) -> None:
     """Print (or with --execute run) the ALTER that partitions a plain table by day."""
     config, policy = _config(), _policy()
-    engine = job_engine(config)
-    try:
+    with _job_engine() as engine:
         layout = table_layout(engine)
         if ddl.read_partitions(engine, layout) is not None:
             raise click.ClickException("telemetry_traces is already partitioned: see "
@@ -219,10 +227,6 @@ def partitions_convert(execute: bool) -> None:
             return
         waited = ddl.run_ddl(engine, plan.sql, policy.partitions)
         click.echo(f"converted; waited {waited:.1f} s for locks")
-    except (TelemetryError, sa.exc.SQLAlchemyError) as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
-    finally:
-        engine.dispose()
 
 
 @jobs_cli.command("ledger")
@@ -231,8 +235,7 @@ def partitions_convert(execute: bool) -> None:
 @click.option("--verify", is_flag=True, help="Check the whole hash chain; exit 1 if broken.")
 def ledger(job: str | None, limit: int, verify: bool) -> None:
     """List recent runs from the job ledger, or verify its hash chain."""
-    engine = job_engine(_config())
-    try:
+    with _job_engine() as engine:
         if verify:
             check = verify_chain(read_runs(engine))
             if not check.ok:
@@ -245,8 +248,6 @@ def ledger(job: str | None, limit: int, verify: bool) -> None:
             r = row.record
             click.echo(f"{row.id}\t{r.job}\t{r.status}\t{r.started_at:%Y-%m-%d %H:%M:%S}Z\t"
                        f"cutoff {r.cutoff}\t{r.rows_deleted} rows\t{r.error or ''}")
-    finally:
-        engine.dispose()
 
 
 @jobs_cli.command("run-scheduler")
@@ -257,13 +258,6 @@ def run_scheduler(metrics_port: int | None) -> None:
     from jobs.scheduler import RetentionScheduler  # APScheduler loads only for this command
 
     config, policy = _config(), _policy()
-    engine = job_engine(config)
-    with _stop_on_signals() as stop:
-        scheduler = RetentionScheduler(engine, policy, config.table_timezone,
-                                       metrics_port=metrics_port)
-        try:
-            scheduler.run(stop)
-        except TelemetryError as exc:
-            raise click.ClickException(str(exc)) from None
-        finally:
-            engine.dispose()
+    with _job_engine() as engine, _stop_on_signals() as stop:
+        RetentionScheduler(engine, policy, config.table_timezone,
+                           metrics_port=metrics_port).run(stop)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from governance.errors import ConfigError, MaintenanceError
 from jobs.partitions import CATCH_ALL, CatchAll, Partition
 from jobs.policy import PartitionPolicy
+from trace_service.db import error_code, is_mysql
 from trace_service.layout import TABLE_NAME, Layout
 
 logger = logging.getLogger("jobs.ddl")
@@ -29,7 +30,7 @@ LOCK_WAIT_TIMEOUT = 1205
 
 def require_mysql(engine: Engine) -> None:
     """Partitions exist on MySQL/MariaDB only; say so plainly elsewhere."""
-    if engine.dialect.name not in {"mysql", "mariadb"}:
+    if not is_mysql(engine):
         raise ConfigError(
             f"partitions need MySQL or MariaDB; this database is {engine.dialect.name}: "
             "use `flask jobs prune` (batched deletes) instead")
@@ -124,7 +125,7 @@ def run_ddl(engine: Engine, sql: str, policy: PartitionPolicy,
                     conn.commit()
                 return waited
             except sa.exc.OperationalError as exc:
-                if exc.orig is None or exc.orig.args[0] != LOCK_WAIT_TIMEOUT:
+                if error_code(exc) != LOCK_WAIT_TIMEOUT:
                     raise
                 waited += time.perf_counter() - began
                 logger.warning("DDL waited %ss for the metadata lock (attempt %d); backing off",

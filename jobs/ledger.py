@@ -22,6 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from jobs.locks import NamedLock
+
 LEDGER_TABLE = "trace_job_runs"
 GENESIS = "0" * 64
 _LOCK = "trace_job_ledger"
@@ -122,23 +124,17 @@ def verify_chain(rows: Iterable[LedgerRow]) -> ChainCheck:
 def record_run(engine: Engine, record: RunRecord) -> LedgerRow:
     """Append ``record`` to the ledger, chained to the newest row, and return the stored row."""
     fields = record.fields()
-    is_mysql = engine.dialect.name in {"mysql", "mariadb"}
-    with engine.begin() as conn:
-        if is_mysql:
-            # Two runs ending together must not both chain to the same predecessor.
-            got = conn.execute(sa.text("SELECT GET_LOCK(:name, 10)"), {"name": _LOCK}).scalar()
-            if got != 1:
-                raise TimeoutError("the job ledger lock was not free within 10 s")
-        try:
+    # Two runs ending together must not both chain to the same predecessor.
+    with NamedLock(engine, _LOCK, timeout=10) as held:
+        if not held:
+            raise TimeoutError("the job ledger lock was not free within 10 s")
+        with engine.begin() as conn:
             prev = conn.execute(
                 sa.select(ledger.c.row_hash).order_by(ledger.c.id.desc()).limit(1)).scalar()
             prev = prev or GENESIS
             digest = row_hash(prev, fields)
             result = conn.execute(ledger.insert().values(**fields, prev_hash=prev, row_hash=digest))
             row_id = int(result.lastrowid)
-        finally:
-            if is_mysql:
-                conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": _LOCK})
     return LedgerRow(row_id, record, prev, digest)
 
 

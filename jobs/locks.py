@@ -14,6 +14,8 @@ from types import TracebackType
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from trace_service.db import is_mysql
+
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
 
@@ -32,7 +34,7 @@ class NamedLock:
 
     def acquire(self) -> bool:
         """Try to take the lock, waiting up to ``timeout`` seconds."""
-        if self.engine.dialect.name not in {"mysql", "mariadb"}:
+        if not is_mysql(self.engine):
             with _local_guard:
                 self._local = _local_locks.setdefault(self.name, threading.Lock())
             if self.timeout > 0:

@@ -28,6 +28,7 @@ from datetime import date, datetime, timedelta
 from trace_service.layout import TABLE_NAME
 
 CATCH_ALL = "pmax"
+_CATCH_ALL_DEFINITION = f"PARTITION {CATCH_ALL} VALUES LESS THAN MAXVALUE"
 # How far past days_ahead the catch-all is split to hold rows dated in the future.
 MAX_FUTURE_DAYS = 366
 # Rows/s of the ALTER that partitions a plain table, measured by bench/prune.py on this machine
@@ -156,7 +157,7 @@ def plan_partitions(partitions: Sequence[Partition], today: date, cutoff: dateti
                              f"{upper - timedelta(1)}); it is dropped when its last day expires")
         lower = upper
 
-    first = lower if lower is not None else _first_day(today, cutoff, catch_all)
+    first = lower if lower is not None else _first_day(today, cutoff, catch_all.first_day)
     end = today + timedelta(days=days_ahead + 1)
     if catch_all.last_day is not None and catch_all.last_day >= end:
         cap = today + timedelta(days=MAX_FUTURE_DAYS)
@@ -173,15 +174,15 @@ def plan_partitions(partitions: Sequence[Partition], today: date, cutoff: dateti
         operations.append(Operation(
             "reorganize",
             f"ALTER TABLE {TABLE_NAME} REORGANIZE PARTITION {CATCH_ALL} INTO "
-            f"({', '.join([*definitions, f'PARTITION {CATCH_ALL} VALUES LESS THAN MAXVALUE'])})",
+            f"({', '.join([*definitions, _CATCH_ALL_DEFINITION])})",
             reason, created=created, dropped=(), moves_rows=catch_all.rows))
     return PartitionPlan(tuple(operations), tuple(notes))
 
 
-def _first_day(today: date, cutoff: datetime, catch_all: CatchAll) -> date:
-    """Where daily partitions start when only the catch-all exists."""
-    oldest = catch_all.first_day or today
-    return max(min(oldest, today), cutoff.date())
+def _first_day(today: date, cutoff: datetime, oldest: date | None) -> date:
+    """Where daily partitions start when none exist yet: the oldest row's day, but not before
+    the cut-off's (older rows share the first partition) nor after today."""
+    return max(min(oldest or today, today), cutoff.date())
 
 
 @dataclass(frozen=True)
@@ -197,10 +198,10 @@ class ConvertPlan:
 def convert_plan(time_column: str, rows: int, first_day: date | None, today: date,
                  cutoff: datetime, days_ahead: int, copy_rows_per_second: float) -> ConvertPlan:
     """The explicit ALTER that partitions ``telemetry_traces`` by day, and its cost."""
-    first = max(min(first_day or today, today), cutoff.date())
+    first = _first_day(today, cutoff, first_day)
     end = today + timedelta(days=days_ahead + 1)
     definitions = _daily(first, end)
-    definitions.append(f"PARTITION {CATCH_ALL} VALUES LESS THAN MAXVALUE")
+    definitions.append(_CATCH_ALL_DEFINITION)
     sql = (f"ALTER TABLE {TABLE_NAME} DROP PRIMARY KEY, ADD PRIMARY KEY (id, {time_column}) "
            f"PARTITION BY RANGE (TO_DAYS({time_column})) ({', '.join(definitions)})")
     seconds = rows / copy_rows_per_second if copy_rows_per_second > 0 else 0.0

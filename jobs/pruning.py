@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from jobs.cutoff import format_wall
 from jobs.policy import PrunePolicy
+from trace_service.db import error_code, is_mysql
 from trace_service.layout import TABLE_NAME, Layout
 
 logger = logging.getLogger("jobs.pruning")
@@ -134,10 +135,6 @@ class PruneStats:
         }
 
 
-def _is_mysql(engine: Engine) -> bool:
-    return engine.dialect.name in {"mysql", "mariadb"}
-
-
 def estimate_batches(rows: int, batch_size: int) -> int:
     """Batches needed for ``rows`` at ``batch_size`` (the first size; it adapts)."""
     return -(-rows // batch_size) if rows > 0 else 0
@@ -206,9 +203,8 @@ class Pruner:
         with self.engine.connect() as conn:
             self._session_settings(conn)
             while next_id is not None:
-                stats.stopped = self._reason_to_stop(started)
-                if stats.stopped or not self._wait_for_replicas(stats, started):
-                    stats.stopped = stats.stopped or self._reason_to_stop(started)
+                stats.stopped = self._reason_to_stop(started) or self._wait_for_replicas(stats, started)
+                if stats.stopped:
                     break
                 next_id = self._batch(conn, select, delete, {**params, "lo": next_id}, stats)
                 if next_id is not None and self.policy.pause_ms:
@@ -220,7 +216,7 @@ class Pruner:
 
     def _statements(self, plan: PrunePlan) -> tuple[sa.TextClause, sa.TextClause]:
         col = plan.time_column
-        force = " FORCE INDEX (PRIMARY)" if _is_mysql(self.engine) else ""
+        force = " FORCE INDEX (PRIMARY)" if is_mysql(self.engine) else ""
         select = sa.text(
             f"SELECT id, {col} FROM {TABLE_NAME}{force} WHERE id >= :lo AND id <= :hi "
             f"AND {col} < :cutoff ORDER BY id LIMIT :n")
@@ -229,7 +225,7 @@ class Pruner:
         return select, delete
 
     def _session_settings(self, conn: Connection) -> None:
-        if _is_mysql(self.engine):
+        if is_mysql(self.engine):
             # A batch that meets a row lock gives up soon and is retried smaller.
             conn.execute(sa.text(f"SET SESSION innodb_lock_wait_timeout = "
                                  f"{int(self.policy.lock_wait_timeout)}"))
@@ -250,7 +246,7 @@ class Pruner:
                     deleted = conn.execute(
                         delete, {**params, "first": first, "last": last}).rowcount
             except sa.exc.OperationalError as exc:
-                code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+                code = error_code(exc)
                 if code not in RETRYABLE or attempt == MAX_RETRIES:
                     raise
                 stats.retries += 1
@@ -289,15 +285,15 @@ class Pruner:
             return f"maximum run time of {self.max_run_seconds:g} s reached"
         return None
 
-    def _wait_for_replicas(self, stats: PruneStats, started: float) -> bool:
-        """Pause while a replica lags too much; False when stopped or out of time meanwhile."""
+    def _wait_for_replicas(self, stats: PruneStats, started: float) -> str | None:
+        """Pause while a replica lags too much; the reason to stop if one came meanwhile."""
         if self.lag_probe is None:
-            return True
+            return None
         while (lag := self.lag_probe()) > self.policy.max_lag_seconds:
             logger.info("replica lag %.1f s is above %d s; pausing", lag, self.policy.max_lag_seconds)
             waited = self.clock()
             self.stop.wait(self.policy.lag_check_interval)
             stats.lag_wait_seconds += self.clock() - waited
-            if self._reason_to_stop(started):
-                return False
-        return True
+            if reason := self._reason_to_stop(started):
+                return reason
+        return None

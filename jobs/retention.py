@@ -30,7 +30,7 @@ from jobs.locks import RETENTION_LOCK, NamedLock
 from jobs.partitions import PartitionPlan, plan_partitions
 from jobs.policy import RetentionPolicy
 from jobs.pruning import PrunePlan, Pruner, PruneStats, plan_prune
-from trace_service.db import table_layout
+from trace_service.db import is_mysql, table_layout
 
 logger = logging.getLogger("jobs.retention")
 
@@ -117,7 +117,7 @@ def prune_job(engine: Engine, policy: RetentionPolicy, zone: str, now: datetime,
               options: JobOptions | None = None) -> RunRecord:
     """Delete the rows older than the window in batches; one ledger row."""
     options = options or JobOptions()
-    cutoff = retention_cutoff(now, policy.days, ZoneInfo(zone))
+    cutoff = retention_cutoff(now, policy.days, zone)
     return _run(engine, "prune", now, zone, cutoff, options,
                 lambda record: _prune(engine, policy, cutoff, record, options))
 
@@ -141,13 +141,13 @@ def _apply_partitions(engine: Engine, policy: RetentionPolicy, plan: PartitionPl
         record.lock_wait_ms = int(waited * 1000)
 
 
-def plan_for(engine: Engine, policy: RetentionPolicy, zone: str, now: datetime) -> PartitionPlan | None:
-    """The partition plan for ``now``, or None when the table is not partitioned."""
+def plan_for(engine: Engine, policy: RetentionPolicy, zone: str, now: datetime,
+             cutoff: datetime) -> PartitionPlan | None:
+    """The partition plan for ``now`` and ``cutoff``, or None when the table is not partitioned."""
     layout = table_layout(engine)
     partitions = ddl.read_partitions(engine, layout)
     if partitions is None:
         return None
-    cutoff = retention_cutoff(now, policy.days, ZoneInfo(zone))
     today = now.astimezone(ZoneInfo(zone)).date()
     return plan_partitions(partitions, today, cutoff, policy.partitions.days_ahead,
                            ddl.read_catch_all(engine, layout))
@@ -158,10 +158,10 @@ def partitions_job(engine: Engine, policy: RetentionPolicy, zone: str, now: date
     """Apply the partition plan (create ahead, split the catch-all, drop expired); one ledger row."""
     options = options or JobOptions()
     ddl.require_mysql(engine)
-    cutoff = retention_cutoff(now, policy.days, ZoneInfo(zone))
+    cutoff = retention_cutoff(now, policy.days, zone)
 
     def body(record: RunRecord) -> None:
-        plan = plan_for(engine, policy, zone, now)
+        plan = plan_for(engine, policy, zone, now, cutoff)
         if plan is None:
             raise MaintenanceError(
                 "telemetry_traces is not partitioned: `flask jobs partitions convert` prints "
@@ -177,10 +177,10 @@ def retention_job(engine: Engine, policy: RetentionPolicy, zone: str, now: datet
                   options: JobOptions | None = None) -> RunRecord:
     """The scheduled job: partitions (when partitioned), then the residue pruned; one ledger row."""
     options = options or JobOptions()
-    cutoff = retention_cutoff(now, policy.days, ZoneInfo(zone))
+    cutoff = retention_cutoff(now, policy.days, zone)
 
     def body(record: RunRecord) -> None:
-        plan = plan_for(engine, policy, zone, now) if _is_mysql(engine) else None
+        plan = plan_for(engine, policy, zone, now, cutoff) if is_mysql(engine) else None
         if plan is not None:
             _announce(plan, options)
             if not options.dry_run:
@@ -189,10 +189,6 @@ def retention_job(engine: Engine, policy: RetentionPolicy, zone: str, now: datet
             _prune(engine, policy, cutoff, record, options)
 
     return _run(engine, "retention", now, zone, cutoff, options, body)
-
-
-def _is_mysql(engine: Engine) -> bool:
-    return engine.dialect.name in {"mysql", "mariadb"}
 
 
 def _announce(plan: PartitionPlan, options: JobOptions) -> None:

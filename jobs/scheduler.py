@@ -83,7 +83,7 @@ class RetentionScheduler:
 
     def run(self, stop: threading.Event) -> None:
         """Be leader or standby until ``stop`` is set."""
-        self._check_grants()
+        check_grants(self.engine).log(logger)
         while not stop.is_set():
             lock = NamedLock(self.engine, LEADER_LOCK)
             try:
@@ -138,12 +138,6 @@ class RetentionScheduler:
             except Exception:  # noqa: BLE001 - logged above; the ledger may be what is down
                 logger.exception("could not record the missed run in the ledger")
 
-    def _check_grants(self) -> None:
-        report = check_grants(self.engine)
-        if report.error:
-            logger.warning("grants check not done: %s", report.error)
-        for violation in report.violations:
-            logger.error("the database user could write audit_logs: %s", violation.describe())
 
 
 def _metrics(port: int | None) -> Any:

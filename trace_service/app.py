@@ -75,12 +75,7 @@ def create_app(config: Config | None = None) -> Flask:
 def _check_grants_at_start(engine: Engine, config: Config) -> GrantReport:
     """Could our own database user write audit_logs? Logged, shown in /readyz, optionally fatal."""
     report = check_grants(engine)
-    if not report.applicable:
-        return report
-    if report.error:
-        logger.warning("grants check not done: %s", report.error)
-    for violation in report.violations:
-        logger.error("the database user could write audit_logs: %s", violation.describe())
+    report.log(logger)
     if report.violations and config.refuse_audit_writer:
         raise ConfigError(
             f"the database user {report.user} could write audit_logs "

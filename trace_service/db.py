@@ -72,6 +72,17 @@ def create_engine(
     return engine
 
 
+def is_mysql(engine: Engine) -> bool:
+    """MySQL or MariaDB (named locks, partitions, grants), as opposed to SQLite."""
+    return engine.dialect.name in {"mysql", "mariadb"}
+
+
+def error_code(exc: BaseException) -> int | None:
+    """The server's or driver's numeric error code behind a SQLAlchemy error (MySQL's 1205...)."""
+    args = tuple(getattr(getattr(exc, "orig", None), "args", ()))
+    return args[0] if args and isinstance(args[0], int) else None
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the web process read while the writer thread writes.
     cursor = dbapi_connection.cursor()

@@ -286,8 +286,7 @@ class TraceSink:
             self._layout = None
             db.forget_layout(self.engine)
         result.unavailable = True
-        orig_args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", None), "args", ()))
-        lost_after_send = bool(orig_args) and orig_args[0] == _CR_SERVER_LOST
+        lost_after_send = db.error_code(exc) == _CR_SERVER_LOST
         result.drop(UNCONFIRMED if lost_after_send else DB_ERROR, count, describe(exc))
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
