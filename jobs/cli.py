@@ -55,14 +55,15 @@ def job_engine(config: Config) -> Engine:
                          io_timeout=JOB_IO_TIMEOUT, pool_size=5)
 
 
-def _config() -> Config:
+def cli_config() -> Config:
+    """The running app's config (commands run inside the app context)."""
     config: Config = current_app.extensions["trace_config"]
     return config
 
 
 def _policy() -> RetentionPolicy:
     try:
-        return load_retention_policy(_config().retention_policy or None)
+        return load_retention_policy(cli_config().retention_policy or None)
     except PolicyError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -72,9 +73,9 @@ def _now() -> datetime:
 
 
 @contextmanager
-def _job_engine() -> Iterator[Engine]:
+def command_engine() -> Iterator[Engine]:
     """The jobs' engine for one command; our errors and the database's become a clean exit 1."""
-    engine = job_engine(_config())
+    engine = job_engine(cli_config())
     try:
         yield engine
     except (TelemetryError, sa.exc.SQLAlchemyError) as exc:
@@ -105,7 +106,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 def _run_job(job: Callable[..., RunRecord], dry_run: bool, progress: bool,
              policy: RetentionPolicy | None = None) -> None:
-    config, policy = _config(), policy or _policy()
+    config, policy = cli_config(), policy or _policy()
     probe = ReplicaLag(policy.prune.replica_urls) if policy.prune.replica_urls else None
     bar: Any = None
 
@@ -117,7 +118,7 @@ def _run_job(job: Callable[..., RunRecord], dry_run: bool, progress: bool,
                                              show_eta=True, file=sys.stderr)
             bar = new_bar.__enter__()
 
-    with _job_engine() as engine, _stop_on_signals() as stop:
+    with command_engine() as engine, _stop_on_signals() as stop:
         options = JobOptions(
             dry_run=dry_run, stop=stop, on_plan=click.echo, on_prune_plan=on_prune_plan,
             on_batch=lambda n: bar.update(n) if bar is not None else None, lag_probe=probe)
@@ -186,8 +187,8 @@ jobs_cli.add_command(partitions_cli)
 @partitions_cli.command("plan")
 def partitions_plan() -> None:
     """Print the partition plan and its SQL; change nothing."""
-    policy, zone, now = _policy(), _config().table_timezone, _now()
-    with _job_engine() as engine:
+    policy, zone, now = _policy(), cli_config().table_timezone, _now()
+    with command_engine() as engine:
         ddl.require_mysql(engine)
         plan = plan_for(engine, policy, zone, now, retention_cutoff(now, policy.days, zone))
     if plan is None:
@@ -209,8 +210,8 @@ def partitions_apply(dry_run: bool) -> None:
               help="Run the ALTER. Without it (the default) the ALTER is only printed.")
 def partitions_convert(execute: bool) -> None:
     """Print (or with --execute run) the ALTER that partitions a plain table by day."""
-    config, policy = _config(), _policy()
-    with _job_engine() as engine:
+    config, policy = cli_config(), _policy()
+    with command_engine() as engine:
         layout = table_layout(engine)
         if ddl.read_partitions(engine, layout) is not None:
             raise click.ClickException("telemetry_traces is already partitioned: see "
@@ -235,7 +236,7 @@ def partitions_convert(execute: bool) -> None:
 @click.option("--verify", is_flag=True, help="Check the whole hash chain; exit 1 if broken.")
 def ledger(job: str | None, limit: int, verify: bool) -> None:
     """List recent runs from the job ledger, or verify its hash chain."""
-    with _job_engine() as engine:
+    with command_engine() as engine:
         if verify:
             check = verify_chain(read_runs(engine))
             if not check.ok:
@@ -254,10 +255,15 @@ def ledger(job: str | None, limit: int, verify: bool) -> None:
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
               help="Serve Prometheus counters of runs by outcome on 127.0.0.1:PORT.")
 def run_scheduler(metrics_port: int | None) -> None:
-    """Run the retention scheduler in this process until SIGTERM or Ctrl-C."""
-    from jobs.scheduler import RetentionScheduler  # APScheduler loads only for this command
+    """Run the scheduler (daily retention, the weekly report) until SIGTERM or Ctrl-C."""
+    from jobs.compliance import report_inputs
+    from jobs.scheduler import RetentionScheduler, weekly_report  # APScheduler loads only here
 
-    config, policy = _config(), _policy()
-    with _job_engine() as engine, _stop_on_signals() as stop:
-        RetentionScheduler(engine, policy, config.table_timezone,
-                           metrics_port=metrics_port).run(stop)
+    config, policy = cli_config(), _policy()
+    try:
+        inputs = report_inputs(config)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+    with command_engine() as engine, _stop_on_signals() as stop:
+        RetentionScheduler(engine, policy, config.table_timezone, metrics_port=metrics_port,
+                           extra_jobs=[weekly_report(engine, inputs)]).run(stop)

@@ -19,6 +19,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.engine import Engine
 
 from governance.grants import check_grants
+from jobs.compliance import ReportInputs, generate, previous_week
 from jobs.ledger import RunRecord, record_run
 from jobs.locks import LEADER_LOCK, NamedLock
 from jobs.policy import RetentionPolicy
@@ -41,6 +43,16 @@ from jobs.retention import JobOptions, retention_job
 
 logger = logging.getLogger("jobs.scheduler")
 RetentionJob = Callable[[Engine, RetentionPolicy, str, datetime, JobOptions], RunRecord]
+
+
+@dataclass(frozen=True)
+class ExtraJob:
+    """Another job the leader schedules beside retention (the weekly compliance report)."""
+
+    name: str
+    trigger: BaseTrigger
+    run: Callable[[], object]
+    misfire_grace_seconds: int = 3600
 
 
 def daily_triggers(policy: RetentionPolicy) -> list[BaseTrigger]:
@@ -53,6 +65,20 @@ def daily_triggers(policy: RetentionPolicy) -> list[BaseTrigger]:
     return triggers
 
 
+def weekly_report(engine: Engine, inputs: ReportInputs) -> ExtraJob:
+    """The weekly compliance report of the previous week, at the reports policy's day and time."""
+    policy = inputs.reports
+    hour, minute = policy.time.split(":")
+    trigger = CronTrigger(day_of_week=policy.weekday, hour=int(hour), minute=int(minute),
+                          timezone=policy.timezone)
+
+    def run() -> None:
+        now = datetime.now(UTC)
+        generate(engine, previous_week(now, inputs.zone), inputs, now, trigger="scheduled")
+
+    return ExtraJob("report", trigger, run, policy.misfire_grace_seconds)
+
+
 class RetentionScheduler:
     """Leader election plus an APScheduler ``BackgroundScheduler`` running the retention job."""
 
@@ -60,9 +86,10 @@ class RetentionScheduler:
                  triggers: Sequence[BaseTrigger] | None = None,
                  job: RetentionJob = retention_job,
                  leader_retry: float = 15.0, leader_check: float = 5.0,
-                 metrics_port: int | None = None) -> None:
+                 metrics_port: int | None = None, extra_jobs: Sequence[ExtraJob] = ()) -> None:
         self.engine, self.policy, self.zone, self.job = engine, policy, zone, job
         self.triggers = list(triggers) if triggers is not None else daily_triggers(policy)
+        self.extra_jobs = list(extra_jobs)
         self.leader_retry, self.leader_check = leader_retry, leader_check
         self.counts: Counter[str] = Counter()
         self.is_leader = threading.Event()
@@ -78,6 +105,9 @@ class RetentionScheduler:
         )
         for number, trigger in enumerate(self.triggers):
             scheduler.add_job(self._run_job, trigger, id=f"retention-{number}", name="retention")
+        for extra in self.extra_jobs:
+            scheduler.add_job(extra.run, extra.trigger, id=extra.name, name=extra.name,
+                              misfire_grace_time=extra.misfire_grace_seconds)
         scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_EXECUTED)
         return scheduler
 
@@ -125,15 +155,16 @@ class RetentionScheduler:
         if self._metrics is not None:
             self._metrics.labels(outcome=kind).inc()
         if kind == "failed":
-            logger.error("retention job failed: %s: %s", type(event.exception).__name__,
+            logger.error("job %s failed: %s: %s", event.job_id, type(event.exception).__name__,
                          event.exception)
         elif kind == "missed":
-            logger.error("retention run of %s was missed (past the misfire grace time)",
-                         event.scheduled_run_time)
+            logger.error("%s run of %s was missed (past the misfire grace time)",
+                         event.job_id, event.scheduled_run_time)
             scheduled = event.scheduled_run_time.astimezone(UTC).replace(tzinfo=None)
+            job = "retention" if event.job_id.startswith("retention-") else event.job_id
             try:
                 record_run(self.engine, RunRecord(
-                    job="retention", status="missed", started_at=scheduled, finished_at=scheduled,
+                    job=job, status="missed", started_at=scheduled, finished_at=scheduled,
                     error="the scheduler missed this run (process down or busy past the grace time)"))
             except Exception:  # noqa: BLE001 - logged above; the ledger may be what is down
                 logger.exception("could not record the missed run in the ledger")

@@ -24,6 +24,7 @@ from governance.cli import guard_cli
 from governance.grants import GrantReport, check_grants
 from trace_service import migrate
 from trace_service.config import Config
+from trace_service.counters import CounterPersister, service_counters
 from trace_service.db import create_engine, table_layout
 from trace_service.errors import ConfigError, TelemetryError
 from trace_service.flask_ext import RequestContext
@@ -33,6 +34,7 @@ from trace_service.keys_cli import keys_cli
 from trace_service.metrics import IngestMetrics
 from trace_service.openapi import DOCUMENT
 from trace_service.ratelimit import RateLimits
+from trace_service.reports_view import reports_view
 from trace_service.writer import TraceWriter
 
 logger = logging.getLogger("trace_service.app")
@@ -53,7 +55,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["trace_grants"] = _check_grants_at_start(app.extensions["trace_engine"], config)
     writer = app.extensions["trace_writer"] = TraceWriter.from_config(config)
     app.extensions["trace_keys"] = KeyStore(app.extensions["trace_engine"], config.key_cache_seconds)
-    app.extensions["trace_metrics"] = IngestMetrics(writer.stats)
+    metrics = app.extensions["trace_metrics"] = IngestMetrics(writer.stats)
+    app.extensions["trace_counters"] = CounterPersister(
+        app.extensions["trace_engine"], lambda: service_counters(writer, metrics),
+        config.counters_persist_seconds, config.log_interval, before_exit=writer.close).start()
     app.config["MAX_CONTENT_LENGTH"] = config.ingest_max_bytes  # 413 before the body is read
     app.extensions["trace_ratelimits"] = RateLimits(
         config.ratelimit_storage, config.ingest_rate, config.auth_failure_rate)
@@ -64,6 +69,7 @@ def create_app(config: Config | None = None) -> Flask:
     request_context.init_app(app)
     app.register_blueprint(ingest)
     app.register_blueprint(health)
+    app.register_blueprint(reports_view)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.cli.add_command(db_cli)

@@ -164,6 +164,12 @@ class Config:
     masking_policy: str = setting("TRACE_MASKING_POLICY", _existing_file, "")
     # Empty: the shipped policies/retention.toml (read by the jobs, not by the web app).
     retention_policy: str = setting("TRACE_RETENTION_POLICY", _existing_file, "")
+    # Empty: the shipped policies/reports.toml (read by the jobs, not by the web app).
+    reports_policy: str = setting("TRACE_REPORTS_POLICY", _existing_file, "")
+    # How often each process appends its changed loss and guard counters to
+    # trace_counter_snapshots, so reports can state a period's losses across restarts (0: never).
+    counters_persist_seconds: float = setting("TRACE_COUNTERS_PERSIST_SECONDS",
+                                              _ranged(float, 0, 86_400), 60.0)
     strict: bool = setting("TRACE_STRICT", _bool, False)
     # Refuse to start when the database user could write audit_logs (checked at start).
     refuse_audit_writer: bool = setting("TRACE_REFUSE_AUDIT_WRITER", _bool, False)
@@ -228,6 +234,9 @@ class TestingConfig(Config):
     """The test suite: the writer raises instead of swallowing (see ``TraceWriter``)."""
 
     strict: bool = setting("TRACE_STRICT", _bool, True)
+    # Tests that persist counters turn it on; the rest must not leave threads behind.
+    counters_persist_seconds: float = setting("TRACE_COUNTERS_PERSIST_SECONDS",
+                                              _ranged(float, 0, 86_400), 0.0)
     flush_interval: float = setting("TRACE_FLUSH_INTERVAL", _ranged(float, 0.001, 60), 0.05)
     name: ClassVar[str] = "testing"
     __test__: ClassVar[bool] = False  # not a pytest test class, despite its name

@@ -56,8 +56,9 @@ def _config() -> Config:
     return config
 
 
-def _authenticate(limits: RateLimits) -> ApiKey:
-    """The request's key, within its rate; refusals count against the client address."""
+def authenticate(limits: RateLimits, scope: str = "ingest") -> ApiKey:
+    """The request's key if it carries ``scope``, within its rate; refusals count against the
+    client address. Raises :class:`IngestError` (401, 403 or 429) otherwise."""
     address = request.remote_addr or ""
     wait = limits.auth_blocked(address)
     if wait is not None:
@@ -67,7 +68,7 @@ def _authenticate(limits: RateLimits) -> ApiKey:
     scheme, _, token = header.partition(" ")
     store: KeyStore = current_app.extensions["trace_keys"]
     key = store.authenticate(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
-    if key is None or not key.allows("ingest"):
+    if key is None or not key.allows(scope):
         limits.auth_failed(address)
         if not header:
             raise IngestError(401, "no API key: send Authorization: Bearer <key> "
@@ -75,8 +76,8 @@ def _authenticate(limits: RateLimits) -> ApiKey:
         if key is None:
             raise IngestError(401, "unknown or revoked API key: ask for a new one "
                                    "(`flask keys create`)")
-        raise IngestError(403, f"key {key.key_prefix}... has no 'ingest' scope: use a key "
-                               "created with --scope ingest")
+        raise IngestError(403, f"key {key.key_prefix}... has no '{scope}' scope: use a key "
+                               f"created with --scope {scope}")
     wait = limits.take(f"key:{key.id}")
     if wait is not None:
         raise IngestError(429, "over this key's rate limit (TRACE_INGEST_RATE): batch the traces "
@@ -84,7 +85,7 @@ def _authenticate(limits: RateLimits) -> ApiKey:
     return key
 
 
-def _refuse(status: int, message: str, retry_after: float | None = None) -> Response:
+def refuse(status: int, message: str, retry_after: float | None = None) -> Response:
     response = jsonify(error=message, status=status, request_id=g.get("request_id"))
     response.status_code = status
     if retry_after is not None:
@@ -132,7 +133,7 @@ def post_traces() -> Any:
     metrics: IngestMetrics = current_app.extensions["trace_metrics"]
     config = _config()
     try:
-        _authenticate(current_app.extensions["trace_ratelimits"])
+        authenticate(current_app.extensions["trace_ratelimits"])
         items, batch = decode_body(
             request.get_data(cache=False), request.content_type,
             request.headers.get("Content-Encoding"),
@@ -150,7 +151,7 @@ def post_traces() -> Any:
                           "ingest refused a request from %s (%d): %s", request.remote_addr,
                           exc.status, exc.message)
         metrics.rejected.labels(reason=str(exc.status)).inc()
-        return _refuse(exc.status, exc.message, exc.retry_after)
+        return refuse(exc.status, exc.message, exc.retry_after)
     finally:
         metrics.latency.observe(time.perf_counter() - started)
     counts = {status: sum(1 for r in results if r["status"] == status)

@@ -58,17 +58,29 @@ def _stamp(value: Any) -> str:
 
 
 def iter_traces(
-    engine: Engine, *, after_id: int = 0, batch_size: int = 1000
+    engine: Engine, *, after_id: int = 0, batch_size: int = 1000,
+    time_from: str | None = None, time_to: str | None = None,
 ) -> Iterator[StoredTrace]:
-    """Every stored trace with ``id > after_id`` in id order, read in keyset batches."""
+    """Every stored trace with ``id > after_id`` in id order, read in keyset batches.
+
+    ``time_from``/``time_to`` (wall-clock text, ``[from, to)``) keep only rows of that time.
+    """
     layout = table_layout(engine)
+    where = ["id > :after"]
+    params: dict[str, object] = {"limit": batch_size}
+    if time_from is not None:
+        where.append(f"{layout.time_column} >= :time_from")
+        params["time_from"] = time_from
+    if time_to is not None:
+        where.append(f"{layout.time_column} < :time_to")
+        params["time_to"] = time_to
     query = sa.text(
         f"SELECT {_select_columns(layout)} FROM {TABLE_NAME} "
-        "WHERE id > :after ORDER BY id LIMIT :limit"
+        f"WHERE {' AND '.join(where)} ORDER BY id LIMIT :limit"
     )
     while True:
         with engine.connect() as conn:
-            rows = conn.execute(query, {"after": after_id, "limit": batch_size}).all()
+            rows = conn.execute(query, {**params, "after": after_id}).all()
         for row in rows:
             yield StoredTrace(
                 id=int(row[0]), event_key=row[1], severity=row[2],

@@ -12,7 +12,7 @@ from trace_service import migrate
 from trace_service.db import create_engine, table_layout
 from trace_service.errors import LayoutError
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 @pytest.fixture

@@ -1,0 +1,161 @@
+"""``flask governance ...``: the leak scan, compliance reports and erasure, for compliance staff.
+
+* ``flask governance scan [--since DAY] [--until DAY] [--fix] [--format text|json]``
+* ``flask governance report --from DAY --to DAY [--format json|csv|html] [--output FILE]``
+* ``flask governance reports [--limit N]`` and ``flask governance verify-report ID``
+* ``flask governance erase (--actor-id N | --email ADDRESS|-) [--execute]`` (a dry run unless
+  ``--execute``; ``--email -`` reads the address from stdin, out of shell history)
+
+Days are ``YYYY-MM-DD`` on the table's wall clock, both ends included. Registered as a Flask
+plugin command like ``flask jobs`` (it needs ``jobs`` and ``trace_service``, which
+``governance`` itself must not import).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime
+
+import click
+from flask.cli import AppGroup
+
+from governance.errors import PolicyError
+from governance.hashing import Keyring
+from governance.report_render import to_csv, to_html
+from governance.report_store import get_report, list_reports
+from governance.reports import Period
+from jobs.cli import cli_config, command_engine
+from jobs.compliance import ReportInputs, generate, report_inputs
+from jobs.cutoff import format_wall
+from jobs.erasure import Subject, erase
+from jobs.leak_scan import run_scan
+
+governance_cli = AppGroup("governance", help="Leak scan, compliance reports and erasure.")
+
+
+def _day(option: str, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-16",
+                                 param_hint=option) from None
+
+
+def _inputs() -> ReportInputs:
+    try:
+        return report_inputs(cli_config())
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _period(first: date, last: date) -> Period:
+    if last < first:
+        raise click.BadParameter(f"--to {last} is before --from {first}: swap them", param_hint="--to")
+    return Period(first, last)
+
+
+@governance_cli.command("scan")
+@click.option("--since", default=None, help="First day to scan (YYYY-MM-DD); default: the oldest row.")
+@click.option("--until", default=None, help="Last day to scan, included; default: the newest row.")
+@click.option("--fix", is_flag=True, help="Rewrite the leaking values masked, in batches, and record "
+                                          "what changed in the job ledger.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def scan(since: str | None, until: str | None, fix: bool, fmt: str) -> None:
+    """Find secrets in stored rows (PHP-written ones too); exit 1 when any are found and not fixed."""
+    first, last = _day("--since", since), _day("--until", until)
+    if first and last:
+        _period(first, last)
+    inputs = _inputs()
+    time_from = format_wall(Period(first, first).start) if first else None
+    time_to = format_wall(Period(last, last).end) if last else None
+    with command_engine() as engine:
+        result = run_scan(engine, inputs.masker, time_from=time_from, time_to=time_to,
+                          batch_size=inputs.reports.scan_batch_size, fix=fix)
+    summary = result.tally.as_dict()
+    if fmt == "json":
+        click.echo(json.dumps({**summary, "rows_fixed": result.rows_fixed, "ledger_id": result.ledger_id,
+                               "findings_list": [f.as_dict() for f in result.findings]}))
+    else:
+        for finding in result.findings:
+            click.echo(f"{finding.row_id}\t{finding.column}\t{finding.path}\t{finding.kind}\t{finding.preview}")
+        click.echo(f"{summary['rows_scanned']} rows scanned, {summary['findings']} finding(s) in "
+                   f"{summary['rows_with_findings']} row(s); {summary['unreadable_metadata']} with "
+                   f"unreadable metadata" + (f"; {result.rows_fixed} row(s) fixed (ledger row "
+                                             f"{result.ledger_id})" if fix else ""), err=True)
+    if summary["findings"] and not fix:
+        sys.exit(1)
+
+
+@governance_cli.command("report")
+@click.option("--from", "first", required=True, help="First day of the period (YYYY-MM-DD).")
+@click.option("--to", "last", required=True, help="Last day of the period, included (YYYY-MM-DD).")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv", "html"]), default="json",
+              show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the report here instead of standard output.")
+def report(first: str, last: str, fmt: str, output: str | None) -> None:
+    """Generate, store (with its SHA-256) and print a compliance report for a period."""
+    period = _period(_day("--from", first) or date.min, _day("--to", last) or date.min)
+    inputs = _inputs()
+    with command_engine() as engine:
+        stored = generate(engine, period, inputs, datetime.now(UTC), trigger="manual")
+    body = {"json": lambda: stored.content or "", "csv": lambda: to_csv(stored.report, stored.sha256),
+            "html": lambda: to_html(stored.report, stored.sha256)}[fmt]()
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(body)
+    else:
+        click.echo(body)
+    click.echo(f"report {stored.id}: {stored.status}; sha256 {stored.sha256}", err=True)
+
+
+@governance_cli.command("reports")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+def reports(limit: int) -> None:
+    """List stored reports, newest first."""
+    with command_engine() as engine:
+        for stored in list_reports(engine, limit):
+            s = stored.summary()
+            click.echo(f"{s['id']}\t{s['period_from']}..{s['period_to']}\t{s['status']}\t"
+                       f"{s['generated_at']}\t{s['trigger']}\t{s['sha256']}")
+
+
+@governance_cli.command("verify-report")
+@click.argument("report_id", type=click.IntRange(min=1))
+def verify_report(report_id: int) -> None:
+    """Recompute a stored report's SHA-256; exit 1 if it does not match."""
+    with command_engine() as engine:
+        stored = get_report(engine, report_id)
+    if stored is None:
+        raise click.ClickException(f"no report {report_id}: `flask governance reports` lists them")
+    if not stored.verified():
+        raise click.ClickException(f"report {report_id}: its content does not match its SHA-256 "
+                                   f"{stored.sha256}: it was changed after it was generated")
+    click.echo(f"report {report_id}: content matches sha256 {stored.sha256}")
+
+
+@governance_cli.command("erase")
+@click.option("--actor-id", type=click.IntRange(min=1), default=None, help="The admin's id.")
+@click.option("--email", default=None, help="The person's email; '-' reads it from stdin.")
+@click.option("--execute", is_flag=True, help="Delete (without it: a dry run that only counts).")
+def erase_command(actor_id: int | None, email: str | None, execute: bool) -> None:
+    """Delete one person's traces (written by PHP or by us), recorded in the job ledger."""
+    if (actor_id is None) == (email is None):
+        raise click.UsageError("give exactly one of --actor-id N and --email ADDRESS")
+    if email == "-":
+        email = sys.stdin.readline().strip()
+    if email is not None and "@" not in email:
+        raise click.BadParameter("is not an email address (no '@'); the value is not shown",
+                                 param_hint="--email")
+    with command_engine() as engine:
+        keyring = Keyring.from_env()
+        result = erase(engine, Subject(actor_id=actor_id, email=email), keyring, dry_run=not execute)
+    verb = "deleted" if execute else "would delete"
+    click.echo(f"{result.subject}: {result.matched} row(s) matched, {verb} "
+               f"{result.deleted if execute else result.matched} (ids {result.first_id}..{result.last_id}); "
+               f"ledger row {result.ledger.id if result.ledger else '-'}")
+    if not execute:
+        click.echo("dry run: nothing deleted; run again with --execute to delete", err=True)

@@ -1,0 +1,65 @@
+"""Loading and validating ``policies/reports.toml`` into a frozen :class:`ReportsPolicy`.
+
+Errors are :class:`PolicyError` naming the file, the table, the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from governance.errors import PolicyError
+from governance.policy import get_positive, get_value, parse_policy_toml, read_policy_file
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+
+
+@dataclass(frozen=True)
+class ReportsPolicy:
+    """When the weekly report is made and how; see ``policies/reports.toml``."""
+
+    weekday: str = "mon"
+    time: str = "06:00"
+    timezone: str = "UTC"
+    misfire_grace_seconds: int = 21_600
+    grace_hours: int = 26
+    scan_batch_size: int = 2000
+    sha256: str = ""
+    source: str = "<defaults>"
+
+
+def parse_reports_policy(data: bytes, source: str = "<bytes>") -> ReportsPolicy:
+    """Validate the bytes of a reports policy file into a :class:`ReportsPolicy`."""
+    doc = parse_policy_toml(data, source)
+    where = f"{source} [schedule]"
+    schedule = get_value(doc, "schedule", dict, source, {})
+    weekday = get_value(schedule, "weekday", str, where, "mon")
+    if weekday not in WEEKDAYS:
+        raise PolicyError(f"{where}: weekday = {weekday!r} is invalid: one of {', '.join(WEEKDAYS)}")
+    time = get_value(schedule, "time", str, where, "06:00")
+    if not _TIME.fullmatch(time):
+        raise PolicyError(f'{where}: time = {time!r} is invalid: a 24-hour "HH:MM" is required')
+    zone = get_value(schedule, "timezone", str, where, "UTC")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PolicyError(f"{where}: timezone = {zone!r} is invalid: an IANA name such as "
+                          "UTC or Africa/Cairo is required") from None
+    retention = get_value(doc, "retention", dict, source, {})
+    scan = get_value(doc, "scan", dict, source, {})
+    return ReportsPolicy(
+        weekday=weekday, time=time, timezone=zone,
+        misfire_grace_seconds=get_positive(schedule, "misfire_grace_seconds", where, 21_600),
+        grace_hours=get_positive(retention, "grace_hours", f"{source} [retention]", 26),
+        scan_batch_size=get_positive(scan, "batch_size", f"{source} [scan]", 2000),
+        sha256=hashlib.sha256(data).hexdigest(), source=source,
+    )
+
+
+def load_reports_policy(path: str | Path | None = None) -> ReportsPolicy:
+    """Read and validate a reports policy file (``policies/reports.toml`` by default)."""
+    return parse_reports_policy(*read_policy_file(path, "reports.toml"))

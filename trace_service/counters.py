@@ -1,0 +1,159 @@
+"""Persisting the service's loss and guard counters, so a report can state a period's losses.
+
+In-process counters die with the process. Every ``TRACE_COUNTERS_PERSIST_SECONDS`` a
+:class:`CounterPersister` appends the counters whose value changed since its last write to
+``trace_counter_snapshots`` (migration 0004), as cumulative values of this process lifetime
+(``instance`` = host:pid:start). ``governance.reports.counter_deltas`` turns them into a
+period's growth. It also writes once at interpreter exit, after the writer's final flush.
+
+Names: ``writer.submitted``, ``writer.written``, ``writer.dropped.<reason>``,
+``ingest.received``, ``ingest.accepted``, ``ingest.rejected.<reason>``,
+``guard.blocked.<table>``.
+
+Best effort like the writer: a failed write is logged (rate-limited) and retried at the next
+tick with the then-current values, so nothing is lost but the last interval of a process that
+is killed. After ``fork`` the child is a new instance whose counts start from what it inherited.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from governance.audit_guard import blocked_total
+from trace_service.lograte import RateLimitedLogger
+from trace_service.metrics import IngestMetrics
+from trace_service.writer import TraceWriter
+
+logger = logging.getLogger("trace_service.counters")
+SNAPSHOTS_TABLE = "trace_counter_snapshots"
+snapshots = sa.table(SNAPSHOTS_TABLE, sa.column("instance", sa.String()), sa.column("name", sa.String()),
+                     sa.column("value", sa.BigInteger()), sa.column("taken_at", sa.DateTime()))
+_persisters: weakref.WeakSet[CounterPersister] = weakref.WeakSet()
+
+
+def service_counters(writer: TraceWriter, ingest: IngestMetrics | None = None) -> dict[str, int]:
+    """The current cumulative counters of a writer, the ingest endpoint and the guard."""
+    stats = writer.stats()
+    values = {"writer.submitted": stats.submitted, "writer.written": stats.written}
+    values.update({f"writer.dropped.{reason}": count for reason, count in stats.dropped_by_reason.items()})
+    if ingest is not None:
+        for counter, name in ((ingest.received, "ingest.received"), (ingest.accepted, "ingest.accepted")):
+            values[name] = sum(int(s.value) for m in counter.collect() for s in m.samples
+                               if s.name.endswith("_total"))
+        for metric in ingest.rejected.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    values[f"ingest.rejected.{sample.labels['reason']}"] = int(sample.value)
+    values.update({f"guard.blocked.{table}": count for table, count in blocked_total().items()})
+    return values
+
+
+def _instance() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{datetime.now(UTC):%Y%m%dT%H%M%S}"
+
+
+class CounterPersister:
+    """Appends changed counter values to ``trace_counter_snapshots`` on a daemon thread."""
+
+    def __init__(self, engine: Engine, read: Callable[[], Mapping[str, int]], interval: float,
+                 log_interval: float = 60.0, before_exit: Callable[[], object] | None = None) -> None:
+        self.engine, self.read, self.interval = engine, read, interval
+        # At exit this runs first (the writer's close: its shutdown drops belong in the last write).
+        self.before_exit = before_exit
+        self.instance = _instance()
+        self._baseline: dict[str, int] = {}
+        self._written: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log = RateLimitedLogger(logger, log_interval)
+        self.failures = 0
+
+    def start(self) -> CounterPersister:
+        """Start the periodic thread (idempotent); also persist at interpreter exit."""
+        if self.interval > 0 and (self._thread is None or not self._thread.is_alive()):
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="trace-counters", daemon=True)
+            self._thread.start()
+            _persisters.add(self)
+            _register_hooks()
+        return self
+
+    def stop(self, persist: bool = True) -> None:
+        """Stop the thread; by default write the final values first."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if persist:
+            self.persist()
+
+    def persist(self, now: datetime | None = None) -> int:
+        """Append every counter that changed since the last write; returns rows written (never raises)."""
+        try:
+            with self._lock:
+                current = {name: value - self._baseline.get(name, 0) for name, value in self.read().items()}
+                changed = {n: v for n, v in current.items() if v != self._written.get(n, 0)}
+                if not changed:
+                    return 0
+                taken = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+                with self.engine.begin() as conn:
+                    conn.execute(snapshots.insert(), [
+                        {"instance": self.instance, "name": n, "value": v, "taken_at": taken}
+                        for n, v in sorted(changed.items())])
+                self._written.update(changed)
+                return len(changed)
+        except Exception as exc:  # noqa: BLE001 - best effort: retried with newer values next tick
+            self.failures += 1
+            self._log.log(logging.WARNING, "persist", "could not persist counters: %s (retried in %ss)",
+                          type(exc).__name__, self.interval)
+            return 0
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.persist()
+
+    def _after_fork_in_child(self) -> None:
+        # The child inherits the parent's in-memory counts; it reports only its own growth.
+        self._lock = threading.Lock()
+        self.instance = _instance()
+        self._baseline = dict(self.read())
+        self._written = {}
+        self._thread = None
+        self.start()
+
+
+_hooks_registered = False
+
+
+def _register_hooks() -> None:
+    global _hooks_registered
+    if _hooks_registered:
+        return
+    _hooks_registered = True
+    atexit.register(_persist_all)
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _persist_all() -> None:
+    for persister in list(_persisters):
+        try:
+            if persister.before_exit is not None:
+                persister.before_exit()
+        except Exception:  # noqa: BLE001 - exit goes on; the counters are still written
+            logger.exception("before-exit hook failed")
+        persister.stop(persist=True)
+
+
+def _after_fork() -> None:
+    for persister in list(_persisters):
+        persister._after_fork_in_child()
