@@ -227,6 +227,7 @@ def _guard(facts: ReportFacts, deltas: dict[str, int] | None,
 
 def _loss(deltas: dict[str, int] | None, checks: list[dict[str, str]]) -> dict[str, Any] | None:
     if deltas is None:
+        checks.append(_check("loss.writer_drops", "not_checked", "no counters were read"))
         return None
     writer_drops = {name.removeprefix("writer.dropped."): count
                     for name, count in deltas.items() if name.startswith("writer.dropped.")}
@@ -251,8 +252,6 @@ def build_report(facts: ReportFacts) -> dict[str, Any]:
     not_checked = [f"{what}: {why}" for what, why in facts.not_gathered.items()]
     start_utc, end_utc = _utc_bounds(facts)
     deltas = None if facts.counters is None else counter_deltas(facts.counters, start_utc, end_utc)
-    if deltas is None:
-        checks.append(_check("loss.writer_drops", "not_checked", "no counters were read"))
     retention = _retention(facts.retention, checks)
     if retention is None:
         checks.append(_check("retention.rows_beyond_window", "not_checked",

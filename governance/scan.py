@@ -157,7 +157,7 @@ class Scanner:
         masked = self.masker.mask(metadata, owned=True)
         if isinstance(earlier, list) and isinstance(masked, dict):
             # Keep the writer's record of what it masked, then what the fix masked.
-            masked[MASKED_KEY] = earlier + masked.get(MASKED_KEY, [])
+            masked[MASKED_KEY] = earlier + [m for m in masked.get(MASKED_KEY, []) if m not in earlier]
         return masked
 
     def _scan(self, row: ScannableRow) -> tuple[list[Finding], bool]:
@@ -186,11 +186,12 @@ class Scanner:
         if not notes:
             return
         values = dict(_walk(metadata, ""))
+        replacement = self.masker.policy.replacement
         for note in notes:
-            if note["rule"] in _LIMIT_RULES:
-                continue
             path = note["path"]
             value = values.get("" if path == "$" else path)
+            if note["rule"] in _LIMIT_RULES or value == replacement:
+                continue  # a size limit, or a denied key already holding the mask: no secret
             yield Finding(row_id, "metadata", path, note["rule"], self._preview(note["rule"], value))
 
     def _preview(self, rule: str, value: Any) -> str:

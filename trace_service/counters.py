@@ -3,7 +3,7 @@
 In-process counters die with the process. Every ``TRACE_COUNTERS_PERSIST_SECONDS`` a
 :class:`CounterPersister` appends the counters whose value changed since its last write to
 ``trace_counter_snapshots`` (migration 0004), as cumulative values of this process lifetime
-(``instance`` = host:pid:start). ``governance.reports.counter_deltas`` turns them into a
+(``instance`` = host:pid:start:random). ``governance.reports.counter_deltas`` turns them into a
 period's growth. It also writes once at interpreter exit, after the writer's final flush.
 
 Names: ``writer.submitted``, ``writer.written``, ``writer.dropped.<reason>``,
@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -59,7 +60,9 @@ def service_counters(writer: TraceWriter, ingest: IngestMetrics | None = None) -
 
 
 def _instance() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    # The random part tells apart two persisters of one process (two apps, a test suite).
+    started = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{started}:{uuid.uuid4().hex[:8]}"
 
 
 class CounterPersister:
@@ -71,7 +74,8 @@ class CounterPersister:
         # At exit this runs first (the writer's close: its shutdown drops belong in the last write).
         self.before_exit = before_exit
         self.instance = _instance()
-        self._baseline: dict[str, int] = {}
+        # Counts from before this persister (the guard's are per process) are not its own.
+        self._baseline: dict[str, int] = _read_safely(read)
         self._written: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -126,10 +130,18 @@ class CounterPersister:
         # The child inherits the parent's in-memory counts; it reports only its own growth.
         self._lock = threading.Lock()
         self.instance = _instance()
-        self._baseline = dict(self.read())
+        self._baseline = _read_safely(self.read)
         self._written = {}
         self._thread = None
         self.start()
+
+
+def _read_safely(read: Callable[[], Mapping[str, int]]) -> dict[str, int]:
+    try:
+        return dict(read())
+    except Exception:  # noqa: BLE001 - a baseline of zeros only over-reports, never hides
+        logger.exception("could not read the counters' starting values")
+        return {}
 
 
 _hooks_registered = False

@@ -1,0 +1,126 @@
+"""`flask governance ...` on a seeded table (MariaDB and SQLite), with the clock frozen."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from freezegun import freeze_time
+
+from jobs.governance_cli import governance_cli
+from tests.support.compliance_seed import ALICE, CRYPTO_KEYS, Seeded, seed
+from trace_service import migrate
+from trace_service.app import create_app
+from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.db import create_engine
+
+
+@pytest.fixture
+def seeded_app(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Flask, Seeded]]:
+    monkeypatch.setenv("CRYPTO_KEYS", CRYPTO_KEYS)
+    monkeypatch.setenv("CRYPTO_ACTIVE_KEY_ID", "k1")
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    seeds = seed(engine, database_url, "UTC")
+    engine.dispose()
+    app = create_app(TestingConfig(database_url=DatabaseURL(database_url)))
+    yield app, seeds
+    app.extensions["trace_writer"].close(2)
+    app.extensions["trace_engine"].dispose()
+
+
+def _ids(app: Flask) -> set[int]:
+    with app.extensions["trace_engine"].connect() as conn:
+        return set(conn.execute(sa.text("SELECT id FROM telemetry_traces")).scalars())
+
+
+def test_scan_lists_findings_and_exits_1_then_fix_then_clean(seeded_app: tuple[Flask, Seeded]) -> None:
+    app, seeds = seeded_app
+    runner = app.test_cli_runner()
+    period = runner.invoke(governance_cli, ["scan", "--since", "2026-11-16", "--until", "2026-11-22",
+                                            "--format", "json"])
+    assert period.exit_code == 1
+    body = json.loads(period.stdout)
+    assert body["findings"] == len(seeds.planted)
+    assert {(f["id"], f["column"], f["path"], f["kind"]) for f in body["findings_list"]} == seeds.planted
+    whole = runner.invoke(governance_cli, ["scan"])
+    assert whole.exit_code == 1
+    assert f"{len(seeds.planted) + 4} finding(s)" in whole.stderr  # plus four outside the period
+    fixed = runner.invoke(governance_cli, ["scan", "--fix"])
+    assert fixed.exit_code == 0, fixed.output
+    assert "fixed (ledger row" in fixed.stderr
+    assert runner.invoke(governance_cli, ["scan"]).exit_code == 0
+
+
+@freeze_time("2026-11-24 12:00:00")
+@pytest.mark.parametrize("fmt", ["json", "csv", "html"])
+def test_report_in_each_format_is_stored_and_verifies(seeded_app: tuple[Flask, Seeded], fmt: str,
+                                                      tmp_path: Path) -> None:
+    app, seeds = seeded_app
+    runner = app.test_cli_runner()
+    out = tmp_path / f"report.{fmt}"
+    result = runner.invoke(governance_cli, ["report", "--from", "2026-11-16", "--to", "2026-11-22",
+                                            "--format", fmt, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    sha = result.stderr.split("sha256 ")[1].strip()
+    if fmt == "json":
+        assert hashlib.sha256(text.encode()).hexdigest() == sha
+        assert json.loads(text)["volume"]["total"] == seeds.rows_in_period
+    elif fmt == "csv":
+        assert ["volume", "total", str(seeds.rows_in_period)] in list(csv.reader(io.StringIO(text)))
+    else:
+        assert f"""data-figure='["volume", "total"]'>{seeds.rows_in_period}<""" in text
+    listing = runner.invoke(governance_cli, ["reports"])
+    assert sha in listing.output
+    report_id = listing.output.split("\t")[0]
+    verified = runner.invoke(governance_cli, ["verify-report", report_id])
+    assert verified.exit_code == 0 and "content matches" in verified.output
+
+
+def test_erase_is_a_dry_run_unless_executed(seeded_app: tuple[Flask, Seeded]) -> None:
+    app, seeds = seeded_app
+    runner = app.test_cli_runner()
+    before = _ids(app)
+    dry = runner.invoke(governance_cli, ["erase", "--email", "-"], input=f"{ALICE}\n")
+    assert dry.exit_code == 0, dry.output
+    assert "3 row(s) matched, would delete 3" in dry.stdout and "alice" not in dry.output.lower()
+    assert _ids(app) == before
+    done = runner.invoke(governance_cli, ["erase", "--email", ALICE, "--execute"])
+    assert done.exit_code == 0 and "deleted 3" in done.stdout
+    assert _ids(app) == before - seeds.alice_ids
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["report", "--from", "2026-13-01", "--to", "2026-11-22"], "'2026-13-01' is not a date"),
+    (["report", "--from", "2026-11-22", "--to", "2026-11-16"], "--to 2026-11-16 is before --from"),
+    (["scan", "--since", "yesterday"], "use YYYY-MM-DD"),
+    (["erase"], "exactly one of --actor-id N and --email"),
+    (["erase", "--actor-id", "3", "--email", "a@b.co"], "exactly one of"),
+    (["erase", "--email", "not-an-email"], "no '@'"),
+    (["erase", "--actor-id", "0"], "0 is not in the range"),
+    (["verify-report", "999"], "no report 999"),
+])
+def test_bad_input_is_refused_naming_the_option(seeded_app: tuple[Flask, Seeded], args: list[str],
+                                                words: str) -> None:
+    app, _ = seeded_app
+    before = _ids(app)
+    result = app.test_cli_runner().invoke(governance_cli, args)
+    assert result.exit_code in (1, 2)
+    assert words in result.output
+    assert _ids(app) == before
+
+
+def test_erase_by_email_without_keys_says_what_to_set(seeded_app: tuple[Flask, Seeded],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    app, _ = seeded_app
+    monkeypatch.delenv("CRYPTO_KEYS")
+    result = app.test_cli_runner().invoke(governance_cli, ["erase", "--email", ALICE])
+    assert result.exit_code == 1 and "CRYPTO_KEYS is not set" in result.output
