@@ -32,6 +32,7 @@ SCANNED_COLUMNS = ("event_key", "route_name", "user_agent", "request_id")
 # Masking rules that are size limits, not secrets.
 _LIMIT_RULES = frozenset({"truncated", "depth_limit"})
 PREVIEW_CHARS = 80
+_COLUMN_CACHE_MAX = 10_000
 
 
 class ScannableRow(Protocol):
@@ -120,6 +121,7 @@ class Scanner:
         policy = masker.policy
         self._detect = dict(enabled=policy.detectors, entropy_min_length=policy.entropy_min_length,
                             entropy_min_bits=policy.entropy_min_bits)
+        self._column_cache: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def scan(self, row: ScannableRow) -> list[Finding]:
         """Every finding in one row, metadata first, then the columns in a fixed order."""
@@ -173,10 +175,21 @@ class Scanner:
         for column in SCANNED_COLUMNS:
             text = getattr(row, column)
             if text:
-                findings.extend(
-                    Finding(row.id, column, "$", hit.rule, self._preview(hit.rule, text))
-                    for hit in find_secrets(text, **self._detect))  # type: ignore[arg-type]
+                findings.extend(Finding(row.id, column, "$", rule, preview)
+                                for rule, preview in self._column_hits(text))
         return findings, readable
+
+    def _column_hits(self, text: str) -> tuple[tuple[str, str], ...]:
+        """(rule, preview) of each secret in a column's text; cached, as user agents, routes and
+        event keys repeat across most rows (the cache is cleared when full, so it stays bounded)."""
+        hits = self._column_cache.get(text)
+        if hits is None:
+            hits = tuple((hit.rule, self._preview(hit.rule, text))
+                         for hit in find_secrets(text, **self._detect))  # type: ignore[arg-type]
+            if len(self._column_cache) >= _COLUMN_CACHE_MAX:
+                self._column_cache.clear()
+            self._column_cache[text] = hits
+        return hits
 
     def _metadata(self, row_id: int, metadata: Any) -> Iterator[Finding]:
         if isinstance(metadata, dict) and MASKED_KEY in metadata:

@@ -123,3 +123,31 @@ def test_daily_triggers_follow_the_policy_schedule() -> None:
     now = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)  # 06:00 in Cairo
     assert morning.get_next_fire_time(None, now).isoformat() == "2026-11-25T03:15:00+02:00"
     assert afternoon.get_next_fire_time(None, now).isoformat() == "2026-11-24T15:45:00+02:00"
+
+
+def test_the_leader_makes_the_weekly_report(php_table: Callable[[str], Engine]) -> None:
+    from governance.masking import Masker
+    from governance.policy import load_masking_policy
+    from governance.report_store import list_reports
+    from jobs.compliance import ReportInputs
+    from jobs.report_policy import ReportsPolicy
+    from jobs.scheduler import ExtraJob, weekly_report
+
+    engine = php_table("A")
+    inputs = ReportInputs(zone="UTC", retention=POLICY, reports=ReportsPolicy(),
+                          masker=Masker(load_masking_policy()))
+    weekly = weekly_report(engine, inputs)
+    now = datetime(2026, 11, 24, 4, 0, tzinfo=UTC)  # a Tuesday: next Monday 06:00 UTC
+    assert weekly.trigger.get_next_fire_time(None, now).isoformat() == "2026-11-30T06:00:00+00:00"
+    soon = ExtraJob("report", DateTrigger(datetime.now(UTC) + timedelta(seconds=0.5)), weekly.run)
+    stop = threading.Event()
+    scheduler = RetentionScheduler(engine, POLICY, "UTC", triggers=[], extra_jobs=[soon], leader_check=0.1)
+    thread = start(scheduler, stop)
+    try:
+        assert wait_for(lambda: scheduler.counts["ok"] == 1)
+    finally:
+        stop.set()
+        thread.join(10)
+    (stored,) = list_reports(engine)
+    assert stored.trigger == "scheduled" and stored.period_to < datetime.now(UTC).date().isoformat()
+    assert [r.record.job for r in read_runs(engine)] == ["report"]
