@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -111,7 +111,8 @@ def _run_dict(row: LedgerRow) -> dict[str, Any]:
 
 
 def _retention(engine: Engine, inputs: ReportInputs, now: datetime, time_column: str,
-               runs: list[dict[str, Any]]) -> RetentionFacts:
+               runs: list[dict[str, Any]], start_utc: datetime, end_utc: datetime) -> RetentionFacts:
+    """The table's oldest and expired rows now, the period's retention runs, the ledger's chain."""
     days, grace = inputs.retention.days, inputs.reports.grace_hours
     cutoff = format_wall(retention_cutoff(now, days, inputs.zone))
     grace_cutoff = format_wall(retention_cutoff(now - timedelta(hours=grace), days, inputs.zone))
@@ -119,13 +120,18 @@ def _retention(engine: Engine, inputs: ReportInputs, now: datetime, time_column:
                     f"SUM({time_column} < :grace) FROM {TABLE_NAME}")
     with engine.connect() as conn:
         oldest, older, beyond = conn.execute(query, {"cutoff": cutoff, "grace": grace_cutoff}).one()
+    chain = verify_chain(read_runs(engine))
+    # Runs of the period still to come are not expected yet.
+    until = min(end_utc, now.astimezone(UTC).replace(tzinfo=None))
     return RetentionFacts(
         window_days=days, cutoff=cutoff, grace_hours=grace, grace_cutoff=grace_cutoff,
         oldest_row=None if oldest is None else (format_wall(oldest) if isinstance(oldest, datetime)
                                                 else str(oldest)),
         rows_older_than_window=int(older or 0), rows_older_than_grace=int(beyond or 0),
         runs=[r for r in runs if r["job"] in RETENTION_JOBS],
-        expected_runs=None, chain={},
+        expected_runs=expected_runs(inputs.retention.schedule_times,
+                                    inputs.retention.schedule_timezone, start_utc, until),
+        chain={"ok": chain.ok, "rows": chain.rows, "broken_at": chain.broken_at, "reason": chain.reason},
     )
 
 
@@ -143,13 +149,7 @@ def gather(engine: Engine, period: Period, inputs: ReportInputs, now: datetime,
     erasures: list[dict[str, Any]] = []
     try:
         runs = [_run_dict(row) for row in read_runs(engine, since=start_utc, until=end_utc)]
-        facts = _retention(engine, inputs, now, column, runs)
-        chain = verify_chain(read_runs(engine))
-        now_utc = now.astimezone(UTC).replace(tzinfo=None)
-        expected = expected_runs(inputs.retention.schedule_times, inputs.retention.schedule_timezone,
-                                 start_utc, min(end_utc, now_utc))
-        retention = RetentionFacts(**{**vars(facts), "expected_runs": expected, "chain": {
-            "ok": chain.ok, "rows": chain.rows, "broken_at": chain.broken_at, "reason": chain.reason}})
+        retention = _retention(engine, inputs, now, column, runs, start_utc, end_utc)
         erasures = [{k: r[k] for k in ("id", "started_at", "status", "dry_run", "rows_deleted", "subject")}
                     for r in runs if r["job"] == "erase"]
     except sa.exc.SQLAlchemyError as exc:
@@ -210,11 +210,3 @@ def generate(engine: Engine, period: Period, inputs: ReportInputs, now: datetime
     logger.info("report %d for %s..%s: %s (sha256 %s)", stored.id, period.first_day,
                 period.last_day, stored.status, stored.sha256)
     return stored
-
-
-def parse_day(field_name: str, value: str) -> date:
-    """A ``YYYY-MM-DD`` option value, or ValueError naming the option, the value and the fix."""
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{field_name} {value!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-16") from None

@@ -91,5 +91,26 @@ DOCUMENT: dict[str, Any] = {
         "/readyz": {"get": {"responses": {"200": {"description": "Ready"},
                                           "503": {"description": "Database or table missing"}}}},
         "/metrics": {"get": {"responses": {"200": {"description": "Prometheus text format"}}}},
+        "/reports": {"get": {
+            "summary": "Stored compliance reports, newest first (JSON, or HTML for browsers)",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                      "maximum": 1000, "default": 100}}],
+            "responses": {"200": {"description": "The listing"}, "400": _answer("Bad limit", _ERROR),
+                          "401": _answer("No or unknown key", _ERROR),
+                          "403": _answer("Key without reports:read", _ERROR),
+                          "429": _answer("Rate limited", _ERROR, _RETRY)},
+        }},
+        "/reports/{id}": {"get": {
+            "summary": "One report: the stored JSON byte for byte (HTML for browsers); "
+                       "/reports/{id}.json, .csv or .html name a form",
+            "security": [{"bearer": []}],
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "responses": {"200": {"description": "The report", "headers": {"X-Content-SHA256": {
+                              "schema": {"type": "string"}, "description": "The stored SHA-256"}}},
+                          "401": _answer("No or unknown key", _ERROR),
+                          "403": _answer("Key without reports:read", _ERROR),
+                          "404": _answer("No such report", _ERROR)},
+        }},
     },
 }

@@ -228,3 +228,23 @@ def test_expected_runs_across_a_dst_change() -> None:
     assert expected_runs(("03:15",), "Europe/Berlin", start, end) == 7
     assert expected_runs(("03:15", "15:15"), "Europe/Berlin", start, end) == 14
     assert expected_runs(("03:15",), "UTC", start, start) == 0
+
+
+def test_erasure_finds_rows_hashed_with_a_retired_key(seeded: tuple[Engine, Seeded, str]) -> None:
+    from governance.hashing import Keyring, email_hash
+    from tests.support.compliance_seed import ROOT_KEY, _php
+
+    engine, seeds, _ = seeded
+    retired = "ff" * 32
+    rotated = Keyring.from_json(f'[{{"id":"k0","key":"{retired}"}},{{"id":"k1","key":"{ROOT_KEY}"}}]', "k1")
+    old_hash = email_hash(ALICE, rotated, "k0").hash
+    old_row = _php(engine, "auth.login.attempt", "info", "2026-11-20 08:00:00.000000",
+                   f'{{"email_hash":"{old_hash}","email_hash_key_id":"k0"}}')
+    assert old_hash not in {email_hash(ALICE, KEYRING).hash}
+    only_active = erase(engine, Subject(email=ALICE), KEYRING)
+    assert only_active.matched == len(seeds.alice_ids)  # k0's hash is unknown to a k1-only keyring
+    both = erase(engine, Subject(email=ALICE), rotated, dry_run=False)
+    assert both.deleted == len(seeds.alice_ids) + 1
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM telemetry_traces WHERE id = :i"),
+                            {"i": old_row}).scalar() == 0
