@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from governance.errors import PolicyError
 
@@ -70,6 +71,17 @@ def _words(table: dict[str, Any], key: str, where: str, check: Callable[[str], b
             )
         out.add(value.lower())
     return frozenset(out)
+
+
+def get_zone(table: dict[str, Any], key: str, where: str, default: str = "UTC") -> str:
+    """``table[key]`` checked to be an IANA time zone name."""
+    zone = get_value(table, key, str, where, default)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PolicyError(f"{where}: {key} = {zone!r} is invalid: an IANA name such as "
+                          "UTC or Africa/Cairo is required") from None
+    return zone
 
 
 def get_positive(table: dict[str, Any], key: str, where: str, default: int) -> int:

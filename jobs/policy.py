@@ -11,12 +11,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from governance.errors import PolicyError
-from governance.policy import get_positive, get_value, parse_policy_toml, read_policy_file
+from governance.policy import get_positive, get_value, get_zone, parse_policy_toml, read_policy_file
 
-_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
 @dataclass(frozen=True)
@@ -120,15 +119,10 @@ def _partitions(doc: dict[str, Any], source: str) -> PartitionPolicy:
 
 def _schedule(doc: dict[str, Any], source: str) -> tuple[str, tuple[str, ...], int]:
     where, table = f"{source} [schedule]", get_value(doc, "schedule", dict, source, {})
-    zone = get_value(table, "timezone", str, where, "UTC")
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise PolicyError(f"{where}: timezone = {zone!r} is invalid: an IANA name such as "
-                          "UTC or Africa/Cairo is required") from None
+    zone = get_zone(table, "timezone", where)
     times = get_value(table, "retention", list, where, ["03:15"])
     for value in times:
-        if not isinstance(value, str) or not _TIME.fullmatch(value):
+        if not isinstance(value, str) or not HHMM.fullmatch(value):
             raise PolicyError(f"{where}: retention holds {value!r}: 24-hour \"HH:MM\" times are required")
     grace = get_positive(table, "misfire_grace_seconds", where, 3600)
     return zone, tuple(times), grace

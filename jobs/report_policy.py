@@ -6,16 +6,14 @@ Errors are :class:`PolicyError` naming the file, the table, the key, the value a
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from governance.errors import PolicyError
-from governance.policy import get_positive, get_value, parse_policy_toml, read_policy_file
+from governance.policy import get_positive, get_value, get_zone, parse_policy_toml, read_policy_file
+from jobs.policy import HHMM
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_TIME = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
 @dataclass(frozen=True)
@@ -41,14 +39,9 @@ def parse_reports_policy(data: bytes, source: str = "<bytes>") -> ReportsPolicy:
     if weekday not in WEEKDAYS:
         raise PolicyError(f"{where}: weekday = {weekday!r} is invalid: one of {', '.join(WEEKDAYS)}")
     time = get_value(schedule, "time", str, where, "06:00")
-    if not _TIME.fullmatch(time):
+    if not HHMM.fullmatch(time):
         raise PolicyError(f'{where}: time = {time!r} is invalid: a 24-hour "HH:MM" is required')
-    zone = get_value(schedule, "timezone", str, where, "UTC")
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise PolicyError(f"{where}: timezone = {zone!r} is invalid: an IANA name such as "
-                          "UTC or Africa/Cairo is required") from None
+    zone = get_zone(schedule, "timezone", where)
     retention = get_value(doc, "retention", dict, source, {})
     scan = get_value(doc, "scan", dict, source, {})
     return ReportsPolicy(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,14 +53,6 @@ def make_ingest(database_url: str, **settings: Any) -> Ingest:
     _, key = store.create("php-admin", ["ingest"])
     _, reports_key = store.create("compliance", ["reports:read"])
     return Ingest(app, app.test_client(), key, reports_key)
-
-
-@pytest.fixture
-def ingest(database_url: str) -> Iterator[Ingest]:
-    made = make_ingest(database_url)
-    yield made
-    made.app.extensions["trace_writer"].close(2)
-    made.app.extensions["trace_engine"].dispose()
 
 
 # ---------------------------------------------------------------- the body forms

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
 
 from governance.report_store import save_report
 from governance.reports import Period, ReportFacts, build_report
-from tests.trace_service.test_ingest import Ingest, make_ingest
+from tests.trace_service.test_ingest import Ingest
 
 
 def _report(trigger: str = "manual") -> dict[str, object]:
@@ -22,14 +21,6 @@ def _report(trigger: str = "manual") -> dict[str, object]:
         volume_by_severity={"info": 4}, scan=None, findings=[],
         masking_policy={"sha256": "ab" * 32, "source": "masking.toml"}, grants=None, counters=None,
         erasures=[]))
-
-
-@pytest.fixture
-def ingest(database_url: str) -> Iterator[Ingest]:
-    made = make_ingest(database_url)
-    yield made
-    made.app.extensions["trace_writer"].close(2)
-    made.app.extensions["trace_engine"].dispose()
 
 
 def _get(ingest: Ingest, path: str, key: str | None = None, accept: str = "*/*") -> object:
