@@ -127,7 +127,9 @@ class Worker:
         if self.breaker.state == OPEN:
             self._probe()
             if self.breaker.state == OPEN:
-                self._settle(WriteResult(dropped=Counter({CIRCUIT_OPEN: 1})))
+                # Counted, but not folded into the breaker: a drop is not a successful write
+                # (through _settle it closed the breaker, so every other call paid a timeout).
+                self.queue.settle(WriteResult(dropped=Counter({CIRCUIT_OPEN: 1})))
                 return False
         result = self.sink.write([item])
         self._settle(result)
