@@ -4,34 +4,22 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.gunicorn import free_port, start_gunicorn
 from trace_service import migrate
 from trace_service.db import create_engine
 from trace_service.keys import KeyStore
 from trace_service.reader import read_traces
 
-ROOT = Path(__file__).resolve().parents[2]
 V4 = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:
@@ -55,25 +43,10 @@ def server(mariadb_url: str) -> Iterator[Server]:
     _, key = KeyStore(engine).create("e2e", ["ingest"])
     engine.dispose()
     port = free_port()
-    env = {**os.environ, "TRACE_DATABASE_URL": mariadb_url, "TRACE_FLUSH_INTERVAL": "0.05",
-           "TRACE_SHUTDOWN_TIMEOUT": "5"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "-w", "2",
-         "-b", f"127.0.0.1:{port}", "trace_service.app:create_app()"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    ready = threading.Event()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not ready.is_set():
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                ready.set()
-        except OSError:
-            ready.wait(0.2)
-    if not ready.is_set():
-        process.kill()
-        errors = process.stderr.read().decode()[-2000:] if process.stderr else ""
-        pytest.fail(f"gunicorn did not start: {errors}")
+    try:
+        process = start_gunicorn(mariadb_url, port)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     yield Server(mariadb_url, port, key, process)
     if process.poll() is None:
         process.kill()
