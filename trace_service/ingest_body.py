@@ -10,6 +10,7 @@ an :class:`IngestError` carrying the HTTP status and a message that names the pr
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -67,14 +68,35 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+MAX_INT_DIGITS = 1000
+
+
 def _refuse_constant(name: str) -> Any:
     raise IngestError(400, f"{name} is not JSON: send a number or null")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise IngestError(400, f"the number {shown} is out of range for a double: send a smaller "
+                               "number, or the value as a string")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    # Python refuses int() of more than 4300 digits with a ValueError; PHP has 64-bit integers.
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise IngestError(400, f"an integer of {len(text)} digits is too long (at most "
+                               f"{MAX_INT_DIGITS}): send it as a string")
+    return int(text)
+
+
 def parse_json(text: str) -> Any:
-    """Strict JSON: no NaN/Infinity, no duplicate keys, bounded nesting."""
+    """Strict JSON: no NaN/Infinity, no numbers out of range, no duplicate keys, bounded nesting."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant,
+                          parse_float=_finite_float, parse_int=_bounded_int)
     except RecursionError:
         raise IngestError(400, "the JSON is nested too deeply: flatten the metadata") from None
     except json.JSONDecodeError as exc:

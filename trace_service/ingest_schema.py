@@ -62,18 +62,27 @@ def _ip(value: str) -> None:
         raise ValidationError("must be an IPv4 or IPv6 address") from None
 
 
+# Names (event keys, route names, request ids) are printable: a control character in one is
+# garbage that would break CSV reports and log lines downstream.
+_PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$",
+                             error="must not contain control characters (NUL, tab, newline...): "
+                                   "send a printable name")
+
+
 class TraceSchema(Schema):
     """One trace as posted."""
 
     class Meta:
         unknown = RAISE  # a misspelt field is an error, not silently lost: put extras in metadata
 
-    event_key = fields.String(required=True, validate=validate.Length(1, 255))
+    event_key = fields.String(required=True, validate=[validate.Length(1, 255), _PRINTABLE])
     severity = Severity(load_default="info")
     actor_admin_id = fields.Integer(allow_none=True, load_default=None,
                                     validate=validate.Range(0, 2**63 - 1))
-    route_name = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=255))
-    request_id = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=64))
+    route_name = fields.String(allow_none=True, load_default=None,
+                               validate=[validate.Length(max=255), _PRINTABLE])
+    request_id = fields.String(allow_none=True, load_default=None,
+                               validate=[validate.Length(max=64), _PRINTABLE])
     ip_address = fields.String(allow_none=True, load_default=None, validate=_ip)
     user_agent = fields.String(allow_none=True, load_default=None, validate=validate.Length(max=4096))
     metadata = Metadata(allow_none=True, load_default=None)

@@ -1,0 +1,37 @@
+"""A process that records traces at its writer's full rate, for the jobs-under-load test.
+
+    python -m tests.support.writer_load URL SECONDS
+
+Records for SECONDS (a bounded queue, so the writer runs flat out and the surplus is dropped
+as ``queue_full``), then closes the writer and prints its final stats as one JSON line, with
+``rate``: rows written per second.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from trace_service.config import Config, DatabaseURL
+from trace_service.writer import TraceWriter
+
+
+def main() -> None:
+    url, seconds = sys.argv[1], float(sys.argv[2])
+    writer = TraceWriter.from_config(Config(database_url=DatabaseURL(url), batch_size=500,
+                                            queue_size=20_000, flush_interval=0.01, shutdown_timeout=10))
+    print(json.dumps({"event": "started"}), flush=True)
+    started = time.monotonic()
+    deadline = started + seconds
+    while time.monotonic() < deadline:
+        for _ in range(200):
+            writer.record("new.row", metadata={"load": True})
+    writer.close()
+    stats = writer.stats().as_dict()
+    print(json.dumps({"event": "final", "rate": stats["written"] / (time.monotonic() - started), **stats}),
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
