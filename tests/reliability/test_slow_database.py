@@ -27,8 +27,8 @@ def test_a_slow_database_fills_the_queue_not_the_callers(behind: Behind) -> None
     try:
         with Callers(writer) as callers:
             assert wait_for(lambda: writer.stats().written >= 300, 15), writer.stats()
+            callers.phase = "down"  # first: the calls that meet the fault count as "down"
             behind.proxy.delay(LATENCY)
-            callers.phase = "down"
             threading.Event().wait(SLOW_SECONDS)
             during = writer.stats()
             behind.proxy.restore()
