@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -128,14 +128,13 @@ class Scanner:
         findings, _ = self._scan(row)
         return findings
 
-    def scan_all(self, rows: Iterable[ScannableRow], tally: ScanTally) -> Iterator[Finding]:
-        """Scan ``rows``, counting each in ``tally``, yielding the findings."""
-        for row in rows:
-            findings, readable = self._scan(row)
-            if not readable:
-                tally.unreadable_metadata += 1
-            tally.add(row.id, findings)
-            yield from findings
+    def scan_counted(self, row: ScannableRow, tally: ScanTally) -> list[Finding]:
+        """:meth:`scan`, counting the row and its findings in ``tally``."""
+        findings, readable = self._scan(row)
+        if not readable:
+            tally.unreadable_metadata += 1
+        tally.add(row.id, findings)
+        return findings
 
     def fix(self, row: ScannableRow) -> RowFix | None:
         """The masked values that replace a row's leaking ones, or None when it is clean.

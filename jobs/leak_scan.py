@@ -9,7 +9,6 @@ it changed, never the values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -39,7 +38,7 @@ class ScanResult:
 
 def run_scan(engine: Engine, masker: Masker, *, time_from: str | None = None,
              time_to: str | None = None, batch_size: int = 2000, keep: int | None = None,
-             fix: bool = False, progress: Callable[[int], None] | None = None) -> ScanResult:
+             fix: bool = False) -> ScanResult:
     """Scan the rows of ``[time_from, time_to)`` (all rows by default) in id order.
 
     ``keep`` bounds how many findings are kept in the result (all are counted in the tally).
@@ -53,20 +52,20 @@ def run_scan(engine: Engine, masker: Masker, *, time_from: str | None = None,
     for row in rows:
         batch.append(row)
         if len(batch) >= batch_size:
-            _scan_batch(engine, scanner, batch, result, keep, fixes if fix else None, progress)
+            _scan_batch(engine, scanner, batch, result, keep, fixes if fix else None)
             batch = []
-    _scan_batch(engine, scanner, batch, result, keep, fixes if fix else None, progress)
+    _scan_batch(engine, scanner, batch, result, keep, fixes if fix else None)
     if fix:
         result.ledger_id = _record(engine, started, fixes, result, masker.policy.sha256).id
     return result
 
 
 def _scan_batch(engine: Engine, scanner: Scanner, batch: list[StoredTrace], result: ScanResult,
-                keep: int | None, fixes: list[RowFix] | None,
-                progress: Callable[[int], None] | None) -> None:
+                keep: int | None, fixes: list[RowFix] | None) -> None:
+    """Scan one batch; with ``fixes`` (a list to extend), rewrite its leaks in one transaction."""
     batch_fixes = []
     for row in batch:
-        found = list(scanner.scan_all([row], result.tally))
+        found = scanner.scan_counted(row, result.tally)
         if found and (keep is None or len(result.findings) < keep):
             result.findings.extend(found[: None if keep is None else keep - len(result.findings)])
         if found and fixes is not None:
@@ -77,8 +76,6 @@ def _scan_batch(engine: Engine, scanner: Scanner, batch: list[StoredTrace], resu
         _apply(engine, batch_fixes)
         result.rows_fixed += len(batch_fixes)
         fixes.extend(batch_fixes)
-    if progress is not None and batch:
-        progress(len(batch))
 
 
 def _apply(engine: Engine, fixes: list[RowFix]) -> None:
