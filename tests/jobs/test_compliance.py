@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, date
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from governance.masking import Masker
@@ -248,3 +250,24 @@ def test_erasure_finds_rows_hashed_with_a_retired_key(seeded: tuple[Engine, Seed
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM telemetry_traces WHERE id = :i"),
                             {"i": old_row}).scalar() == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(zone=st.sampled_from(["UTC", "Europe/Berlin", "Africa/Cairo", "America/New_York",
+                             "Australia/Lord_Howe"]),
+       first=st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31)),
+       days=st.integers(1, 45),
+       times=st.lists(st.times().map(lambda t: f"{t.hour:02d}:{t.minute:02d}"), min_size=1, max_size=3,
+                      unique=True))
+def test_expected_runs_is_one_per_time_per_local_day(zone: str, first: date, days: int,
+                                                     times: list[str]) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+
+    def utc(day: date) -> datetime:
+        return datetime.combine(day, datetime.min.time(), tz).astimezone(UTC).replace(tzinfo=None)
+
+    start, end = utc(first), utc(first + timedelta(days=days))
+    assert expected_runs(tuple(times), zone, start, end) == days * len(times)
