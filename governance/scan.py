@@ -136,13 +136,15 @@ class Scanner:
         tally.add(row.id, findings)
         return findings
 
-    def fix(self, row: ScannableRow) -> RowFix | None:
+    def fix(self, row: ScannableRow, findings: list[Finding] | None = None) -> RowFix | None:
         """The masked values that replace a row's leaking ones, or None when it is clean.
 
         Metadata is masked whole (as the writer would have stored it, ``_masked`` list
-        included); a leaking column gets its detector findings replaced.
+        included); a leaking column gets its detector findings replaced. ``findings`` are the
+        row's, when the caller has just scanned it (the row is not scanned again).
         """
-        findings, _ = self._scan(row)
+        if findings is None:
+            findings, _ = self._scan(row)
         if not findings:
             return None
         values: dict[str, Any] = {}

@@ -69,7 +69,7 @@ def _scan_batch(engine: Engine, scanner: Scanner, batch: list[StoredTrace], resu
         if found and (keep is None or len(result.findings) < keep):
             result.findings.extend(found[: None if keep is None else keep - len(result.findings)])
         if found and fixes is not None:
-            fix = scanner.fix(row)
+            fix = scanner.fix(row, found)
             if fix is not None:
                 batch_fixes.append(fix)
     if fixes is not None and batch_fixes:
