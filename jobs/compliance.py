@@ -35,12 +35,13 @@ from governance.reports import (
     build_report,
     wall_to_utc,
 )
-from jobs.cutoff import format_wall, retention_cutoff
+from jobs.cutoff import format_wall, retention_cutoff, wall_text
 from jobs.leak_scan import run_scan
 from jobs.ledger import LedgerRow, RunRecord, details_json, read_runs, record_run, verify_chain
-from jobs.policy import RetentionPolicy, load_retention_policy
+from jobs.policy import RetentionPolicy, hour_minute, load_retention_policy
 from jobs.report_policy import ReportsPolicy, load_reports_policy
 from trace_service.config import Config
+from trace_service.counters import read_samples
 from trace_service.db import is_mysql, table_layout
 from trace_service.layout import TABLE_NAME
 from trace_service.writer import masker_from_config
@@ -89,7 +90,7 @@ def expected_runs(times: tuple[str, ...], zone: str, start_utc: datetime, end_ut
     day = first
     while day <= last:
         for value in times:
-            hour, minute = map(int, value.split(":"))
+            hour, minute = hour_minute(value)
             at = datetime.combine(day, time(hour, minute), tz).astimezone(UTC).replace(tzinfo=None)
             count += start_utc <= at < end_utc
         day += timedelta(days=1)
@@ -125,8 +126,7 @@ def _retention(engine: Engine, inputs: ReportInputs, now: datetime, time_column:
     until = min(end_utc, now.astimezone(UTC).replace(tzinfo=None))
     return RetentionFacts(
         window_days=days, cutoff=cutoff, grace_hours=grace, grace_cutoff=grace_cutoff,
-        oldest_row=None if oldest is None else (format_wall(oldest) if isinstance(oldest, datetime)
-                                                else str(oldest)),
+        oldest_row=wall_text(oldest),
         rows_older_than_window=int(older or 0), rows_older_than_grace=int(beyond or 0),
         runs=[r for r in runs if r["job"] in RETENTION_JOBS],
         expected_runs=expected_runs(inputs.retention.schedule_times,
@@ -178,21 +178,17 @@ def gather(engine: Engine, period: Period, inputs: ReportInputs, now: datetime,
 
 
 def _counters(engine: Engine, end_utc: datetime, not_gathered: dict[str, str]) -> list[CounterSample] | None:
-    query = sa.text("SELECT instance, name, value, taken_at FROM trace_counter_snapshots "
-                    "WHERE taken_at < :end")
     try:
-        with engine.connect() as conn:
-            rows = conn.execute(query, {"end": end_utc}).all()
+        samples = read_samples(engine, end_utc)
     except sa.exc.SQLAlchemyError as exc:
         not_gathered["loss"] = f"trace_counter_snapshots could not be read ({type(exc).__name__}: " \
                                "run `flask db upgrade`)"
         return None
-    if not rows:
+    if not samples:
         not_gathered["loss"] = ("no service process persisted counters before the period ended "
                                 "(TRACE_COUNTERS_PERSIST_SECONDS=0, or no service ran)")
         return None
-    return [CounterSample(str(i), str(n), int(v), t if isinstance(t, datetime)
-                          else datetime.fromisoformat(str(t))) for i, n, v, t in rows]
+    return samples
 
 
 def generate(engine: Engine, period: Period, inputs: ReportInputs, now: datetime,

@@ -66,3 +66,12 @@ def retention_cutoff(now: datetime, days: int, zone: ZoneInfo | str) -> datetime
 def format_wall(value: datetime) -> str:
     """A naive wall-clock time as the table stores it: ``YYYY-MM-DD HH:MM:SS.ffffff``."""
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def wall_text(value: object) -> str | None:
+    """A time column's value as wall-clock text (PyMySQL gives datetimes, SQLite text)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return format_wall(value)
+    return str(value)

@@ -34,9 +34,7 @@ from jobs.leak_scan import run_scan
 governance_cli = AppGroup("governance", help="Leak scan, compliance reports and erasure.")
 
 
-def _day(option: str, value: str | None) -> date | None:
-    if value is None:
-        return None
+def _day(option: str, value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -65,7 +63,8 @@ def _period(first: date, last: date) -> Period:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def scan(since: str | None, until: str | None, fix: bool, fmt: str) -> None:
     """Find secrets in stored rows (PHP-written ones too); exit 1 when any are found and not fixed."""
-    first, last = _day("--since", since), _day("--until", until)
+    first = None if since is None else _day("--since", since)
+    last = None if until is None else _day("--until", until)
     if first and last:
         _period(first, last)
     inputs = _inputs()
@@ -98,7 +97,7 @@ def scan(since: str | None, until: str | None, fix: bool, fmt: str) -> None:
               help="Write the report here instead of standard output.")
 def report(first: str, last: str, fmt: str, output: str | None) -> None:
     """Generate, store (with its SHA-256) and print a compliance report for a period."""
-    period = _period(_day("--from", first) or date.min, _day("--to", last) or date.min)
+    period = _period(_day("--from", first), _day("--to", last))
     inputs = _inputs()
     with command_engine() as engine:
         stored = generate(engine, period, inputs, datetime.now(UTC), trigger="manual")

@@ -18,6 +18,12 @@ from governance.policy import get_positive, get_value, get_zone, parse_policy_to
 HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
+def hour_minute(value: str) -> tuple[int, int]:
+    """An ``HH:MM`` already checked against :data:`HHMM`, as (hour, minute)."""
+    hour, minute = value.split(":")
+    return int(hour), int(minute)
+
+
 @dataclass(frozen=True)
 class PrunePolicy:
     """How batched deletes may touch the live table."""

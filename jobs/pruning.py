@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from jobs.cutoff import format_wall
+from jobs.cutoff import format_wall, wall_text
 from jobs.policy import PrunePolicy
 from trace_service.db import error_code, is_mysql
 from trace_service.layout import TABLE_NAME, Layout
@@ -152,17 +152,9 @@ def plan_prune(engine: Engine, layout: Layout, cutoff: datetime, batch_size: int
         cutoff=cutoff, time_column=col, rows=rows,
         first_id=None if row[1] is None else int(row[1]),
         last_id=None if row[2] is None else int(row[2]),
-        oldest=_text(row[3]), newest=_text(row[4]),
+        oldest=wall_text(row[3]), newest=wall_text(row[4]),
         estimated_batches=estimate_batches(rows, batch_size),
     )
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return format_wall(value)
-    return str(value)
 
 
 class Pruner:
@@ -271,7 +263,7 @@ class Pruner:
         # Compare the driver's values (datetimes, or text on SQLite); format only the extremes.
         values = [r[1] for r in rows if r[1] is not None]
         if values:
-            low, high = _text(min(values)), _text(max(values))
+            low, high = wall_text(min(values)), wall_text(max(values))
             stats.first_time = low if stats.first_time is None else min(stats.first_time, low or "")
             stats.last_time = high if stats.last_time is None else max(stats.last_time, high or "")
         self.sizer.observe(len(rows), seconds)

@@ -38,7 +38,7 @@ from governance.grants import check_grants
 from jobs.compliance import ReportInputs, generate, previous_week
 from jobs.ledger import RunRecord, record_run
 from jobs.locks import LEADER_LOCK, NamedLock
-from jobs.policy import RetentionPolicy
+from jobs.policy import RetentionPolicy, hour_minute
 from jobs.retention import JobOptions, retention_job
 
 logger = logging.getLogger("jobs.scheduler")
@@ -59,18 +59,16 @@ def daily_triggers(policy: RetentionPolicy) -> list[BaseTrigger]:
     """One cron trigger per ``HH:MM`` of the policy's schedule, in its zone."""
     triggers: list[BaseTrigger] = []
     for value in policy.schedule_times:
-        hour, minute = value.split(":")
-        triggers.append(CronTrigger(hour=int(hour), minute=int(minute),
-                                    timezone=policy.schedule_timezone))
+        hour, minute = hour_minute(value)
+        triggers.append(CronTrigger(hour=hour, minute=minute, timezone=policy.schedule_timezone))
     return triggers
 
 
 def weekly_report(engine: Engine, inputs: ReportInputs) -> ExtraJob:
     """The weekly compliance report of the previous week, at the reports policy's day and time."""
     policy = inputs.reports
-    hour, minute = policy.time.split(":")
-    trigger = CronTrigger(day_of_week=policy.weekday, hour=int(hour), minute=int(minute),
-                          timezone=policy.timezone)
+    hour, minute = hour_minute(policy.time)
+    trigger = CronTrigger(day_of_week=policy.weekday, hour=hour, minute=minute, timezone=policy.timezone)
 
     def run() -> None:
         now = datetime.now(UTC)

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from governance.audit_guard import blocked_total
+from governance.reports import CounterSample
 from trace_service.lograte import RateLimitedLogger
 from trace_service.metrics import IngestMetrics
 from trace_service.writer import TraceWriter
@@ -57,6 +58,17 @@ def service_counters(writer: TraceWriter, ingest: IngestMetrics | None = None) -
                     values[f"ingest.rejected.{sample.labels['reason']}"] = int(sample.value)
     values.update({f"guard.blocked.{table}": count for table, count in blocked_total().items()})
     return values
+
+
+def read_samples(engine: Engine, until: datetime | None = None) -> list[CounterSample]:
+    """Every persisted counter value (taken before ``until``, naive UTC, when given)."""
+    query = sa.select(snapshots.c.instance, snapshots.c.name, snapshots.c.value, snapshots.c.taken_at)
+    if until is not None:
+        query = query.where(snapshots.c.taken_at < until)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    # taken_at is typed DateTime, so SQLite's text comes back as datetime too.
+    return [CounterSample(str(i), str(n), int(v), t) for i, n, v, t in rows]
 
 
 def _instance() -> str:

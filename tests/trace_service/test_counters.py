@@ -15,7 +15,7 @@ from governance.reports import CounterSample, counter_deltas
 from trace_service import migrate
 from trace_service.app import create_app
 from trace_service.config import DatabaseURL, TestingConfig
-from trace_service.counters import CounterPersister, service_counters
+from trace_service.counters import CounterPersister, read_samples, service_counters
 from trace_service.db import create_engine
 
 T0 = datetime(2026, 11, 16, 12, tzinfo=UTC)
@@ -30,11 +30,7 @@ def migrated(database_url: str) -> Iterator[Engine]:
 
 
 def _samples(engine: Engine) -> list[CounterSample]:
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT instance, name, value, taken_at FROM trace_counter_snapshots")).all()
-    return [CounterSample(i, n, int(v), t if isinstance(t, datetime) else datetime.fromisoformat(t))
-            for i, n, v, t in rows]
+    return read_samples(engine)
 
 
 def test_only_changed_values_are_appended(migrated: Engine) -> None:
