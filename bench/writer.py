@@ -134,7 +134,7 @@ def caller_cost(url: str, database: str, calls: int, rounds: int, batch: int) ->
                             flush_interval=0.05 if under_load else 3600)
             writer = TraceWriter.from_config(config, strict=False)
             if not under_load:
-                writer._worker.start = lambda: None  # type: ignore[method-assign]  # no drain while timed
+                writer._worker.start = lambda: True  # type: ignore[method-assign]  # no drain while timed
             writer.record("warm.up", **KW)
             ours += time_calls(lambda w=writer: w.record("auth.login.attempt", **KW), calls)
             if not under_load:

@@ -6,7 +6,10 @@ out counts them in the same locked step; what never enters the queue is counted 
 So at every instant::
 
     submitted = direct + taken + len(queue)
-    pending   = submitted - written - dropped        (0 once everything settled)
+    pending   = submitted - written - dropped - duplicates   (0 once everything settled)
+
+``duplicates`` are items posted with an ``event_id`` that was already stored: neither written
+(again) nor lost.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class Tally:
     queue_depth: int
     unknown_severity: int
     last_error: str | None
+    duplicates: int
 
 
 class TraceQueue:
@@ -46,6 +50,7 @@ class TraceQueue:
         self._taken = 0
         self._written = 0
         self._dropped: Counter[str] = Counter()
+        self._duplicates = 0
         self._unknown_severity = 0
         self._errors_reported = 0
         self.last_error: str | None = None
@@ -87,6 +92,7 @@ class TraceQueue:
         """Fold one write's outcome into the counters and wake whoever waits for a drain."""
         with self._settled:
             self._written += result.written
+            self._duplicates += result.duplicates
             self._dropped.update(result.dropped)
             self._unknown_severity += result.unknown_severity
             if result.last_error:
@@ -102,7 +108,7 @@ class TraceQueue:
 
     def _pending_locked(self) -> int:
         submitted = self._direct + self._taken + len(self._items)
-        return submitted - self._written - sum(self._dropped.values())
+        return submitted - self._written - self._duplicates - sum(self._dropped.values())
 
     def wait_settled(self, timeout: float, poke: Callable[[], Any], poll: float) -> bool:
         """Wait until nothing is pending, calling ``poke`` (wake the worker) as it goes."""
@@ -136,4 +142,5 @@ class TraceQueue:
                 queue_depth=len(self._items),
                 unknown_severity=self._unknown_severity,
                 last_error=self.last_error,
+                duplicates=self._duplicates,
             )

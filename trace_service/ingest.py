@@ -2,8 +2,10 @@
 
 One trace (a JSON object), a batch (a JSON list), or a PHP ``http_build_query`` form; gzip
 allowed (``trace_service.ingest_body``). Each item is validated (``trace_service.ingest_schema``),
-deduplicated by ``event_id`` (``trace_service.idempotency``), masked and written by the app's
-:class:`~trace_service.writer.TraceWriter`. Answers:
+answered ``duplicate`` when its ``event_id`` is already stored (``trace_service.idempotency``),
+and otherwise handed with its id to the app's :class:`~trace_service.writer.TraceWriter`, which
+masks it and stores it at most once per id (the id is remembered in the transaction that stores
+the row, so a trace that is lost after its ``202`` can be retried). Answers:
 
 ======  =======================================================================================
 202     per-item results (accepted / duplicate / rejected with field errors / dropped)
@@ -26,10 +28,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from trace_service import context
 from trace_service.config import Config
-from trace_service.idempotency import first_sighting
+from trace_service.idempotency import already_stored
 from trace_service.ingest_body import BodyLimits, IngestError, decode_body
 from trace_service.ingest_schema import load_trace
 from trace_service.keys import ApiKey, KeyStore
@@ -102,14 +105,40 @@ def _room_or_refuse(writer: TraceWriter, count: int) -> None:
         raise IngestError(503, f"the write queue is full: {retry}", 1.0)
 
 
-def _record_item(writer: TraceWriter, item: Any, index: int, window: float) -> dict[str, Any]:
-    try:
-        data = load_trace(item)
-    except ValidationError as exc:
-        return {"index": index, "status": "rejected", "errors": exc.messages}
-    event_id = data.pop("event_id")
+def _validate(items: list[Any]) -> list[dict[str, Any]]:
+    """Each item loaded by the schema, or a ``rejected`` result naming its fields."""
+    loaded: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            loaded.append({"index": index, "data": load_trace(item)})
+        except ValidationError as exc:
+            loaded.append({"index": index, "status": "rejected", "errors": exc.messages})
+    return loaded
+
+
+def _stored_ids(loaded: list[dict[str, Any]], window: float) -> set[str]:
+    """The items' event ids whose first copy is already stored (read only: ids are remembered
+    by the write that stores their trace, ``trace_service.idempotency``). Raises a 503
+    :class:`IngestError` before anything is recorded when the database cannot answer."""
+    ids = {str(entry["data"]["event_id"]) for entry in loaded
+           if "data" in entry and entry["data"]["event_id"] is not None}
+    if not ids or window <= 0:
+        return set()
     engine = current_app.extensions["trace_engine"]
-    if event_id is not None and window > 0 and not first_sighting(engine, event_id, window):
+    try:
+        return {event_id for event_id in sorted(ids) if already_stored(engine, event_id, window)}
+    except SQLAlchemyError:
+        raise IngestError(503, "the trace database is unavailable: nothing was stored; retry "
+                               "after the Retry-After delay", 5.0) from None
+
+
+def _record_item(writer: TraceWriter, entry: dict[str, Any], stored_ids: set[str],
+                 window: float) -> dict[str, Any]:
+    if "data" not in entry:
+        return entry
+    index, data = entry["index"], entry["data"]
+    event_id = data.pop("event_id")
+    if event_id is not None and str(event_id) in stored_ids:
         return {"index": index, "status": "duplicate", "event_id": str(event_id)}
     # The client's own ip and user agent when the body says; the request's otherwise.
     ip = data.pop("ip_address") or request.remote_addr or "0.0.0.0"
@@ -117,7 +146,8 @@ def _record_item(writer: TraceWriter, item: Any, index: int, window: float) -> d
     # The route is the body's or none (never this endpoint's); the request id is already normal.
     token = context.bind(context.RequestInfo(g.get("request_id"), ip, agent, None))
     try:
-        stored = writer.record(data.pop("event_key"), **data)
+        stored = writer.record(data.pop("event_key"),
+                               event_id=event_id if window > 0 else None, **data)
     finally:
         context.unbind(token)
     result: dict[str, Any] = {"index": index, "status": "accepted" if stored else "dropped"}
@@ -142,8 +172,10 @@ def post_traces() -> Any:
         writer: TraceWriter = current_app.extensions["trace_writer"]
         _room_or_refuse(writer, len(items))
         metrics.received.inc(len(items))
-        results = [_record_item(writer, item, i, config.idempotency_window)
-                   for i, item in enumerate(items)]
+        window = config.idempotency_window
+        loaded = _validate(items)
+        stored_ids = _stored_ids(loaded, window)
+        results = [_record_item(writer, entry, stored_ids, window) for entry in loaded]
     except IngestError as exc:
         if exc.status in (401, 403):
             metrics.auth_failures.inc()

@@ -5,6 +5,10 @@
 (``exec_driver_sql``, so PyMySQL folds the batch into one statement and engine events still see
 it), in its own transaction, outside any caller's transaction.
 
+Items posted with an ``event_id`` are deduplicated in the same transaction that stores them
+(``trace_service.idempotency``): an id is remembered only together with its row, so a batch
+that is lost leaves its ids unclaimed and a retry is stored.
+
 A batch that fails because of its data (a value the server refuses) is retried row by row so one
 bad row costs one row; a batch that fails because the database is unreachable, or the table is
 missing, is counted as ``db_error`` and flagged ``unavailable`` for the writer's circuit breaker.
@@ -13,6 +17,8 @@ missing, is counted as ``db_error`` and flagged ``unavailable`` for the writer's
 
 from __future__ import annotations
 
+import contextlib
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,12 +26,12 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from governance.audit_guard import AuditWriteForbidden
 from governance.errors import MaskingError
 from governance.masking import Masker
-from trace_service import db
+from trace_service import db, idempotency
 from trace_service.errors import LayoutError, TelemetryError, TraceInputError
 from trace_service.layout import TABLE_NAME, Layout
 from trace_service.php_json import Frozen, encode_metadata, thaw
@@ -39,6 +45,13 @@ GUARD_BLOCKED = "guard_blocked"  # the audit_logs guard refused the statement (n
 # while the server committed): the rows may or may not be stored. Never retried (no duplicates).
 UNCONFIRMED = "unconfirmed"
 _CR_SERVER_LOST = 2013
+# InnoDB rolled the whole transaction back to break a lock cycle: running it again is safe.
+_ER_LOCK_DEADLOCK = 1213
+_DEADLOCK_ATTEMPTS = 3
+_FORGET_EVERY = 500  # on average, expired event ids are deleted once per this many claims
+# A generator of our own: the writer thread must not advance the global `random` state that
+# the host application (or a test's hypothesis run) relies on.
+_dice = random.Random()
 
 
 class TraceItem(NamedTuple):
@@ -53,6 +66,7 @@ class TraceItem(NamedTuple):
     request_id: str | None
     metadata: bytes | Frozen  # a php_json.snapshot()
     when: int | datetime  # epoch nanoseconds, or the caller's occurred_at
+    event_id: str | None = None  # canonical UUID text: stored at most once within the window
 
 
 class SinkUnavailable(TelemetryError):
@@ -65,6 +79,8 @@ class WriteResult:
 
     written: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
+    # Items whose event_id was already stored: neither written nor lost.
+    duplicates: int = 0
     unknown_severity: int = 0
     # Set when the database could not take writes at all: the breaker counts a failure.
     unavailable: bool = False
@@ -195,10 +211,13 @@ _ROW_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError)
 class TraceSink:
     """Writes trace items to the live ``telemetry_traces`` through ``engine``."""
 
-    def __init__(self, engine: Engine, timezone: str, masker: Masker | None = None) -> None:
+    def __init__(self, engine: Engine, timezone: str, masker: Masker | None = None,
+                 idempotency_window: float = 0.0) -> None:
         self.engine = engine
         self.formatter = TimestampFormatter(timezone)
         self.masker = masker
+        # Seconds an event_id is remembered; 0 stores every item, event_id or not.
+        self.idempotency_window = idempotency_window
         self._layout: Layout | None = None
         self._sql = ""
         self._prefix = ""
@@ -240,7 +259,9 @@ class TraceSink:
             result.unavailable = True
             result.drop(DB_ERROR, len(items), str(exc))
             return result
-        rows = []
+        rows: list[tuple[Any, ...]] = []
+        ids: list[str | None] = []
+        dedup = self.idempotency_window > 0
         for item in items:
             try:
                 row, known = build_row(item, layout, self.formatter, self.masker)
@@ -251,16 +272,17 @@ class TraceSink:
                 result.drop(INVALID, 1, f"{type(exc).__name__}: {exc}")
                 continue
             rows.append(row)
+            ids.append(item.event_id if dedup else None)
             result.unknown_severity += not known
         if rows:
-            self._insert_isolating(rows, result)
+            self._insert_isolating(rows, ids, result)
         return result
 
-    def _insert_isolating(self, rows: list[tuple[Any, ...]], result: WriteResult) -> None:
+    def _insert_isolating(self, rows: list[tuple[Any, ...]], ids: list[str | None],
+                          result: WriteResult) -> None:
         """One multi-row INSERT; on a data error, row by row so only the bad rows are lost."""
         try:
-            self._insert(rows)
-            result.written += len(rows)
+            self._count_stored(len(rows), self._insert_retrying(rows, ids), result)
             return
         except AuditWriteForbidden as exc:
             result.drop(GUARD_BLOCKED, len(rows), str(exc))
@@ -270,15 +292,19 @@ class TraceSink:
         except sa_exc.SQLAlchemyError as exc:
             self._unavailable(exc, len(rows), result)
             return
-        for index, row in enumerate(rows):
+        for index, (row, event_id) in enumerate(zip(rows, ids, strict=True)):
             try:
-                self._insert([row])
-                result.written += 1
+                self._count_stored(1, self._insert_retrying([row], [event_id]), result)
             except _ROW_ERRORS as exc:
                 result.drop(DB_ERROR, 1, describe(exc))
             except sa_exc.SQLAlchemyError as exc:
                 self._unavailable(exc, len(rows) - index, result)
                 return
+
+    @staticmethod
+    def _count_stored(count: int, duplicates: int, result: WriteResult) -> None:
+        result.written += count - duplicates
+        result.duplicates += duplicates
 
     def _unavailable(self, exc: sa_exc.SQLAlchemyError, count: int, result: WriteResult) -> None:
         if isinstance(exc, sa_exc.ProgrammingError | sa_exc.OperationalError):
@@ -289,12 +315,52 @@ class TraceSink:
         lost_after_send = db.error_code(exc) == _CR_SERVER_LOST
         result.drop(UNCONFIRMED if lost_after_send else DB_ERROR, count, describe(exc))
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+    def _insert_retrying(self, rows: list[tuple[Any, ...]], ids: list[str | None]) -> int:
+        """:meth:`_insert`, run again when InnoDB chose it as a deadlock victim (the whole
+        transaction was rolled back, so nothing of it is stored twice)."""
+        for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+            try:
+                return self._insert(rows, ids)
+            except sa_exc.OperationalError as exc:
+                if db.error_code(exc) != _ER_LOCK_DEADLOCK or attempt == _DEADLOCK_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _insert(self, rows: list[tuple[Any, ...]], ids: list[str | None]) -> int:
+        """Insert ``rows`` in one transaction, skipping those whose event id is already stored
+        (claimed in the same transaction); returns how many were skipped."""
+        claimed_any = False
         with self.engine.begin() as conn:
-            if self._literal_batches:
+            if any(ids):
+                rows = self._claimed_rows(conn, rows, ids)
+                claimed_any = True
+            if rows and self._literal_batches:
                 # no_parameters: the driver must not %-format a statement that holds data.
-                conn = conn.execution_options(no_parameters=True)
+                literal = conn.execution_options(no_parameters=True)
                 for statement in mysql_statements(self._prefix, rows):
-                    conn.exec_driver_sql(statement)
-            else:
+                    literal.exec_driver_sql(statement)
+            elif rows:
                 conn.exec_driver_sql(self._sql, rows if len(rows) > 1 else rows[0])
+        if claimed_any and _dice.random() < 1 / _FORGET_EVERY:
+            self._forget_expired()
+        return len(ids) - len(rows)
+
+    def _claimed_rows(self, conn: Connection, rows: list[tuple[Any, ...]],
+                      ids: list[str | None]) -> list[tuple[Any, ...]]:
+        """The rows to store: those without an event id, and the first row of each id that
+        this transaction claimed."""
+        now = idempotency.utc_now()
+        claimed = idempotency.claim(conn, (i for i in ids if i), self.idempotency_window, now)
+        kept = []
+        for row, event_id in zip(rows, ids, strict=True):
+            if event_id is not None:
+                if event_id not in claimed:
+                    continue
+                claimed.discard(event_id)  # a second copy in the same batch is a duplicate
+            kept.append(row)
+        return kept
+
+    def _forget_expired(self) -> None:
+        """Housekeeping in its own transaction; a failure only delays it to a later batch."""
+        with contextlib.suppress(sa_exc.SQLAlchemyError):
+            idempotency.forget_expired(self.engine, self.idempotency_window, idempotency.utc_now())

@@ -22,6 +22,7 @@ from trace_service.lograte import RateLimitedLogger
 from trace_service.sink import TraceItem, TraceSink, WriteResult
 
 CIRCUIT_OPEN = "circuit_open"
+NO_THREAD = "no_thread"  # the writer thread could not be started (the process's thread limit)
 logger = logging.getLogger("trace_service.writer")
 
 
@@ -42,14 +43,33 @@ class Worker:
         self.stopping = False
         self.thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._start_retry_at = 0.0
 
-    def start(self) -> None:
-        """Start the thread (once; callers call this lazily on their first record)."""
+    def start(self) -> bool:
+        """Start the thread once (callers call this lazily on their first record); False when
+        it cannot be started now.
+
+        A process at its thread limit makes ``Thread.start`` raise ``RuntimeError``. The thread
+        object is then forgotten, so a later call tries again, but not before
+        ``flush_interval`` has passed: callers meanwhile drop at once instead of paying for a
+        failing start on every record.
+        """
         with self._start_lock:
             if self.thread is not None:
-                return
-            self.thread = threading.Thread(target=self._run, name="trace-writer", daemon=True)
-        self.thread.start()
+                return True
+            now = time.monotonic()
+            if now < self._start_retry_at:
+                return False
+            thread = threading.Thread(target=self._run, name="trace-writer", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError as exc:
+                self._start_retry_at = now + self.config.flush_interval
+                self._log.log(logging.ERROR, NO_THREAD,
+                              "trace writer thread cannot start, dropping traces: %s", exc)
+                return False
+            self.thread = thread
+            return True
 
     def stop(self, timeout: float) -> None:
         """Let the thread finish (it exits once the queue is empty) and wait up to ``timeout``."""

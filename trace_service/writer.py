@@ -15,7 +15,7 @@ Promises (``design.md``, "Writer library"):
   caller's rollback never removes traces. ``inline`` mode writes synchronously (scripts), and
   swallows as well.
 * **Loss is data.** Every call is counted once: written, or dropped by reason (:data:`REASONS`).
-  ``written + dropped + pending == submitted`` at every instant, and ``pending`` is 0 after
+  ``written + dropped + duplicates + pending == submitted`` at every instant, and ``pending`` is 0 after
   ``flush()`` returns True. ``unconfirmed`` rows were sent but their commit was never
   acknowledged: they may be stored (stored rows lie between ``written`` and
   ``written + unconfirmed``); they are not retried, so nothing is stored twice.
@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy.engine import Engine
 
@@ -65,7 +66,7 @@ from trace_service.sink import (
     TraceItem,
     TraceSink,
 )
-from trace_service.worker import CIRCUIT_OPEN, Worker
+from trace_service.worker import CIRCUIT_OPEN, NO_THREAD, Worker
 
 logger = logging.getLogger("trace_service.writer")
 
@@ -73,10 +74,10 @@ QUEUE_FULL = "queue_full"
 SHUTDOWN = "shutdown"
 INTERNAL_ERROR = "internal_error"
 REASONS = (QUEUE_FULL, DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, GUARD_BLOCKED, CIRCUIT_OPEN,
-           SHUTDOWN, INTERNAL_ERROR)
+           NO_THREAD, SHUTDOWN, INTERNAL_ERROR)
 # Drops that mean something is wrong (as opposed to load or shutdown): strict mode raises on them.
 ERROR_REASONS = frozenset({DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, GUARD_BLOCKED,
-                           INTERNAL_ERROR})
+                           NO_THREAD, INTERNAL_ERROR})
 
 MAX_EVENT_KEY = 255
 # tuple.__new__ builds the NamedTuple in C; TraceItem(...) goes through a Python-level __new__.
@@ -105,7 +106,8 @@ class WriterStats(Tally):
         """The snapshot as plain JSON-ready values."""
         return {
             "submitted": self.submitted, "written": self.written, "dropped": self.dropped,
-            "dropped_by_reason": dict(self.dropped_by_reason), "pending": self.pending,
+            "dropped_by_reason": dict(self.dropped_by_reason), "duplicates": self.duplicates,
+            "pending": self.pending,
             "queue_depth": self.queue_depth, "unknown_severity": self.unknown_severity,
             "breaker": self.breaker, "mode": self.mode, "last_error": self.last_error,
         }
@@ -130,7 +132,8 @@ class TraceWriter:
         self._owns_engine = owns_engine
         # Every record is masked in the writer thread (the caller pays only for the snapshot).
         self.masker = masker if masker is not None else masker_from_config(self.config)
-        self._sink = TraceSink(engine, self.config.table_timezone, self.masker)
+        self._sink = TraceSink(engine, self.config.table_timezone, self.masker,
+                               self.config.idempotency_window)
         self._log = RateLimitedLogger(logger, self.config.log_interval)
         self._reset_state()
         _register(self)
@@ -173,11 +176,14 @@ class TraceWriter:
         ip_address: str | None = None,
         user_agent: str | None = None,
         occurred_at: datetime | None = None,
+        event_id: UUID | str | None = None,
     ) -> bool:
         """Queue (or, inline, write) one trace; True if accepted. Never raises unless strict.
 
         Fields not given are taken from the current request context (``trace_service.context``).
         ``occurred_at`` defaults to now; a naive datetime is taken as the table's zone.
+        ``event_id`` (a UUID) makes the record idempotent: a trace with an id already stored
+        within ``TRACE_IDEMPOTENCY_SECONDS`` is counted in ``duplicates`` and not stored again.
         """
         try:
             if self._closed:
@@ -186,7 +192,7 @@ class TraceWriter:
                 return self._drop(CIRCUIT_OPEN)
             item = _make_item(
                 event_key, severity, actor_admin_id, metadata, route_name, request_id,
-                ip_address, user_agent, occurred_at,
+                ip_address, user_agent, occurred_at, event_id,
             )
         except TraceInputError as exc:
             return self._reject(str(exc))
@@ -197,14 +203,20 @@ class TraceWriter:
             if self.strict:
                 self._raise_if_lost()
             return written
-        return self._enqueue(item)
+        try:
+            return self._enqueue(item)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not reach the caller either
+            return self._drop(INTERNAL_ERROR, exc)
 
     def _enqueue(self, item: TraceItem) -> bool:
         queue, worker = self._queue, self._worker
         if not queue.put(item):
             return self._drop(QUEUE_FULL)
-        if worker.thread is None:
-            worker.start()
+        if worker.thread is None and not worker.start():
+            # Nothing would ever write what is queued: count it all as lost now, so flush()
+            # does not wait for it, and try the thread again on a later record.
+            queue.discard(NO_THREAD)
+            return False
         if len(queue) >= self.config.batch_size and not worker.wake.is_set():
             worker.wake.set()
         if self._closed:  # close() ran between our check in record() and the append
@@ -311,6 +323,7 @@ def _make_item(
     ip_address: str | None,
     user_agent: str | None,
     occurred_at: datetime | None,
+    event_id: UUID | str | None = None,
 ) -> TraceItem:
     """Validate ``record()``'s arguments and freeze them into a queue item.
 
@@ -339,6 +352,7 @@ def _make_item(
         request_id if request_id is not None else info.request_id,
         None if metadata is None else snapshot(metadata),
         occurred_at if occurred_at is not None else time.time_ns(),
+        None if event_id is None else _as_event_id(event_id),
     ))
     return item
 
@@ -347,6 +361,18 @@ def masker_from_config(config: Config) -> Masker:
     """The masker for ``config``: its policy file (the shipped one by default) and, for email
     hashes, PHP's ``CRYPTO_KEYS``/``CRYPTO_ACTIVE_KEY_ID`` from the environment."""
     return Masker(load_masking_policy(config.masking_policy or None), Keyring.from_env())
+
+
+def _as_event_id(value: object) -> str:
+    """The canonical text of a UUID given as a UUID or a string; TraceInputError otherwise."""
+    if isinstance(value, UUID):
+        return str(value)
+    try:
+        return str(UUID(str(value)))
+    except ValueError:
+        raise TraceInputError(
+            f"event_id={str(value)[:40]!r} is invalid: a UUID (e.g. str(uuid.uuid4())) or None "
+            "is required") from None
 
 
 def _as_actor_id(value: object) -> int | None:

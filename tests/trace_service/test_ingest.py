@@ -154,6 +154,7 @@ def test_request_id_is_honoured_replaced_and_echoed(ingest: Ingest) -> None:
 def test_a_repeated_event_id_is_accepted_once_and_stored_once(ingest: Ingest) -> None:
     event = {"event_key": "retry.me", "event_id": str(uuid.uuid4())}
     assert ingest.post(event).json["status"] == "accepted"
+    assert ingest.app.extensions["trace_writer"].flush(10)  # "duplicate" means: first copy stored
     again = ingest.post([event, {"event_key": "other"}])
     assert again.status_code == 202
     assert [i["status"] for i in again.json["items"]] == ["duplicate", "accepted"]
@@ -250,7 +251,7 @@ def test_429_after_repeated_auth_failures_from_one_address(database_url: str) ->
 def test_503_when_the_queue_is_full(database_url: str) -> None:
     made = make_ingest(database_url, queue_size=3, batch_size=1)
     try:
-        made.app.extensions["trace_writer"]._worker.start = lambda: None  # nothing drains
+        made.app.extensions["trace_writer"]._worker.start = lambda: True  # nothing drains
         assert made.post([{"event_key": "a"}, {"event_key": "b"}]).status_code == 202
         full = made.post([{"event_key": "c"}, {"event_key": "d"}])
         assert full.status_code == 503 and full.headers["Retry-After"] == "1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -187,7 +188,7 @@ def test_full_queue_drops_and_counts_without_blocking(
     migrated_engine: Engine, make_writer: MakeWriter
 ) -> None:
     writer = make_writer(queue_size=5, batch_size=5, flush_interval=60)
-    writer._worker.start = lambda: None  # type: ignore[method-assign]  # no drain: the queue stays full
+    writer._worker.start = lambda: True  # type: ignore[method-assign]  # no drain: the queue stays full
     accepted = [writer.record("x.fill") for _ in range(8)]
     assert accepted == [True] * 5 + [False] * 3
     assert writer.stats().dropped_by_reason["queue_full"] == 3
@@ -351,3 +352,36 @@ def test_a_record_whose_masking_fails_is_dropped_never_stored_unmasked(
     assert [t.event_key for t in read_traces(migrated_engine)] == ["x.no.metadata"]
     assert writer.stats().dropped_by_reason["masking_error"] == 1
     assert "hunter2" not in (writer.stats().last_error or "")
+
+
+def test_a_writer_thread_that_cannot_start_costs_a_counted_drop_and_is_retried(
+    migrated_engine: Engine, make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What CPython raises when the process is at its thread limit (RLIMIT_NPROC, cgroup pids.max).
+    real_start = threading.Thread.start
+    limit_reached = threading.Event()
+    limit_reached.set()
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "trace-writer" and limit_reached.is_set():
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    writer = make_writer(strict=False, flush_interval=0.01)
+    assert writer.record("no.thread.1") is False
+    assert writer.record("no.thread.2") is False  # within the retry delay: dropped at once
+    stats = writer.stats()
+    assert (stats.submitted, stats.pending, stats.dropped_by_reason["no_thread"]) == (2, 0, 2)
+    assert writer.flush(1)  # nothing is left waiting for a thread that never ran
+
+    limit_reached.clear()
+    retry_at = writer._worker._start_retry_at
+    # The retry delay is flush_interval; wait it out on the monotonic clock the worker reads.
+    while time.monotonic() < retry_at:
+        threading.Event().wait(0.005)
+    assert writer.record("thread.resumed") is True
+    assert writer.flush(5)
+    assert [row.event_key for row in read_traces(migrated_engine)] == ["thread.resumed"]
+    stats = writer.stats()
+    assert (stats.submitted, stats.written, stats.dropped, stats.pending) == (3, 1, 2, 0)

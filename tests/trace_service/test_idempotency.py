@@ -1,0 +1,169 @@
+"""An event_id is remembered only with its stored row: lost traces can be retried, and two
+workers receiving the same id at once store it once (MariaDB and SQLite)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.trace_service.test_ingest import Ingest, make_ingest
+from trace_service import idempotency
+from trace_service.db import is_mysql
+from trace_service.sink import TraceItem, TraceSink
+
+WINDOW = 3600.0
+
+
+def refuse_rows(engine: Engine, event_key: str) -> None:
+    """A trigger that makes the server refuse rows with ``event_key`` (as a full disk or a
+    constraint would): the writer's transaction fails and rolls back."""
+    if is_mysql(engine):
+        body = (f"BEFORE INSERT ON telemetry_traces FOR EACH ROW IF NEW.event_key = '{event_key}' "
+                "THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by test'; END IF")
+    else:
+        body = (f"BEFORE INSERT ON telemetry_traces WHEN NEW.event_key = '{event_key}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by test'); END")
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TRIGGER refuse_rows {body}"))
+
+
+def stop_refusing(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TRIGGER refuse_rows"))
+
+
+def stored_keys(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.text("SELECT event_key FROM telemetry_traces ORDER BY id")).scalars())
+
+
+def test_a_trace_lost_after_its_202_is_stored_when_the_client_retries(ingest: Ingest) -> None:
+    engine = ingest.app.extensions["trace_engine"]
+    writer = ingest.app.extensions["trace_writer"]
+    writer.strict = False  # the first copy is lost on purpose
+    event = {"event_key": "lost.then.retried", "event_id": str(uuid.uuid4())}
+    refuse_rows(engine, "lost.then.retried")
+    first = ingest.post(event)
+    assert (first.status_code, first.json["status"]) == (202, "accepted")
+    writer.flush(10)
+    assert writer.stats().dropped_by_reason["db_error"] == 1
+    assert stored_keys(engine) == []
+    stop_refusing(engine)
+
+    retry = ingest.post(event)
+    assert (retry.status_code, retry.json["status"]) == (202, "accepted")
+    assert writer.flush(10)
+    assert stored_keys(engine) == ["lost.then.retried"]
+    again = ingest.post(event)
+    assert again.json["status"] == "duplicate"
+    assert writer.flush(10)
+    assert stored_keys(engine) == ["lost.then.retried"]
+
+
+def test_a_retry_that_arrives_while_the_first_copy_is_queued_is_stored_once(ingest: Ingest) -> None:
+    engine = ingest.app.extensions["trace_engine"]
+    event = {"event_key": "sent.twice", "event_id": str(uuid.uuid4())}
+    answers = [ingest.post(event).json["status"] for _ in range(3)]
+    writer = ingest.app.extensions["trace_writer"]
+    assert writer.flush(10)
+    # Whether a copy was answered accepted or duplicate depends on whether the first was
+    # already committed; either way the trace is stored exactly once.
+    assert answers[0] == "accepted" and set(answers) <= {"accepted", "duplicate"}
+    assert stored_keys(engine) == ["sent.twice"]
+    stats = writer.stats()
+    assert stats.written == 1 and stats.duplicates == answers.count("accepted") - 1
+
+
+def test_two_workers_receiving_the_same_ids_at_once_store_each_once(mariadb_url: str) -> None:
+    workers = [make_ingest(mariadb_url), make_ingest(mariadb_url)]
+    ids = [str(uuid.uuid4()) for _ in range(24)]
+    partner = str(uuid.uuid4())  # in every batch: two ids per transaction, claimed in one order
+    statuses: list[Counter[Any]] = [Counter(), Counter()]
+    try:
+        for event_id in ids:
+            barrier = threading.Barrier(2)
+
+            def post(n: int, event_id: str = event_id, barrier: threading.Barrier = barrier) -> None:
+                barrier.wait(5)
+                response = workers[n].post([{"event_key": "raced", "event_id": event_id},
+                                            {"event_key": "raced.partner", "event_id": partner}])
+                statuses[n][response.status_code] += 1
+
+            threads = [threading.Thread(target=post, args=(n,)) for n in (0, 1)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+        for worker in workers:
+            assert worker.app.extensions["trace_writer"].flush(20)
+        assert statuses[0] + statuses[1] == Counter({202: 2 * len(ids)})
+        engine = workers[0].app.extensions["trace_engine"]
+        assert Counter(stored_keys(engine)) == Counter({"raced": len(ids), "raced.partner": 1})
+        stats = [worker.app.extensions["trace_writer"].stats() for worker in workers]
+        assert sum(s.dropped for s in stats) == 0
+        assert sum(s.written for s in stats) == len(ids) + 1
+    finally:
+        for worker in workers:
+            worker.app.extensions["trace_writer"].close(2)
+            worker.app.extensions["trace_engine"].dispose()
+
+
+def item(event_key: str, event_id: str | None) -> TraceItem:
+    return TraceItem(event_key, "info", None, None, None, None, None, None, 0, event_id)
+
+
+def test_the_sink_stores_the_first_copy_of_an_id_within_a_batch_and_across_batches(
+    migrated_engine: Engine,
+) -> None:
+    sink = TraceSink(migrated_engine, "UTC", idempotency_window=WINDOW)
+    same = str(uuid.uuid4())
+    first = sink.write([item("a", same), item("b", None), item("a.copy", same), item("c", None)])
+    assert (first.written, first.duplicates, sum(first.dropped.values())) == (3, 1, 0)
+    second = sink.write([item("a.again", same), item("d", str(uuid.uuid4()))])
+    assert (second.written, second.duplicates) == (1, 1)
+    assert stored_keys(migrated_engine) == ["a", "b", "c", "d"]
+
+
+def test_without_a_window_every_copy_is_stored(migrated_engine: Engine) -> None:
+    sink = TraceSink(migrated_engine, "UTC", idempotency_window=0)
+    same = str(uuid.uuid4())
+    result = sink.write([item("a", same), item("a", same)])
+    assert (result.written, result.duplicates) == (2, 0)
+
+
+@pytest.mark.parametrize("window", [1.0, 60.0, 86_400.0])
+def test_an_id_is_a_duplicate_inside_the_window_and_new_after_it(
+    migrated_engine: Engine, window: float
+) -> None:
+    # The clock is an argument: no real time is read, so this holds on any day.
+    start = datetime(2031, 2, 28, 23, 59, 59)
+    event_id = str(uuid.uuid4())
+
+    def claim(at: datetime) -> bool:
+        with migrated_engine.begin() as conn:
+            return event_id in idempotency.claim(conn, [event_id], window, at)
+
+    assert claim(start)
+    assert not claim(start + timedelta(seconds=window / 2))
+    assert idempotency.already_stored(migrated_engine, event_id, window, now=start)
+    assert claim(start + timedelta(seconds=window + 1))  # forgotten, then remembered anew
+    assert not claim(start + timedelta(seconds=window + 2))
+    later = start + timedelta(seconds=3 * window + 2)  # past the renewed claim's window
+    assert not idempotency.already_stored(migrated_engine, event_id, window, now=later)
+    assert idempotency.forget_expired(migrated_engine, window, later) == 1
+
+
+def test_a_claim_rolled_back_with_its_rows_is_not_remembered(migrated_engine: Engine) -> None:
+    event_id = str(uuid.uuid4())
+    now = datetime(2030, 6, 1, 12, 0, 0)
+    with pytest.raises(RuntimeError), migrated_engine.begin() as conn:
+        assert idempotency.claim(conn, [event_id], WINDOW, now) == {event_id}
+        raise RuntimeError("the rows' INSERT failed")
+    assert not idempotency.already_stored(migrated_engine, event_id, WINDOW, now=now)
