@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 import trace_service.writer as writer_module
+from tests.support.sql_modes import global_sql_mode
 from trace_service import migrate
 from trace_service.config import DatabaseURL, TestingConfig
 from trace_service.db import create_engine
@@ -59,6 +61,14 @@ def mariadb_url(mariadb_server: Engine) -> Iterator[str]:
     yield f"{MARIADB_SERVER_URL}/{name}?charset=utf8mb4"
     with mariadb_server.begin() as conn:
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+
+
+@pytest.fixture
+def server_sql_mode(mariadb_server: Engine) -> Callable[[str], AbstractContextManager[None]]:
+    """``with server_sql_mode("NO_BACKSLASH_ESCAPES"):`` sets the server's GLOBAL sql_mode (new
+    connections start with it) for the block and restores it, even when the block fails. The
+    server is shared: keep the block to the work that needs the mode."""
+    return lambda mode: global_sql_mode(mariadb_server, mode)
 
 
 @pytest.fixture

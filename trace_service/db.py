@@ -1,8 +1,9 @@
 """Engines and the live table's layout: the I/O edge of the trace service.
 
 Every engine the project creates comes from :func:`create_engine`, so connection timeouts,
-hidden parameters (no row values in error messages) and the audit_logs guard are set in one
-place. :func:`table_layout` looks at the live table's columns once per engine and caches the
+hidden parameters (no row values in error messages), the session's sql_mode (no mode that changes
+how literals and identifiers parse: ``trace_service.sql_modes``) and the audit_logs guard are set
+in one place. :func:`table_layout` looks at the live table's columns once per engine and caches the
 answer (``trace_service.layout`` does the deciding).
 """
 
@@ -21,6 +22,7 @@ from governance import audit_guard
 from governance.audit_guard import DEFAULT_PROTECTED
 from trace_service.config import DatabaseURL
 from trace_service.layout import TABLE_NAME, Layout, detect_layout
+from trace_service.sql_modes import normalise_session
 
 _layouts: weakref.WeakKeyDictionary[Engine, Layout] = weakref.WeakKeyDictionary()
 _layouts_lock = threading.Lock()
@@ -42,8 +44,9 @@ def create_engine(
     protected_tables: Iterable[str] = DEFAULT_PROTECTED,
     **kwargs: Any,
 ) -> Engine:
-    """An engine with bounded connect/read/write timeouts, parameters hidden from errors, and
-    the audit_logs guard installed (it refuses writes to ``protected_tables``)."""
+    """An engine with bounded connect/read/write timeouts, parameters hidden from errors, MySQL
+    sessions without parse-changing sql_modes, and the audit_logs guard installed (it refuses
+    writes to ``protected_tables``)."""
     if isinstance(database_url, str):
         database_url = DatabaseURL(database_url)
     url = _with_driver(database_url.url)
@@ -68,6 +71,10 @@ def create_engine(
     engine = sa.create_engine(url, connect_args=connect_args, **options)
     if url.get_backend_name() == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+    elif is_mysql(engine):
+        # insert=True: ahead of the dialect's own first-connect initialize(), which reads
+        # sql_mode once to choose its identifier quoting (ANSI_QUOTES) and literal escaping.
+        sa.event.listen(engine, "connect", normalise_session, insert=True)
     audit_guard.install(engine, protected_tables)
     return engine
 

@@ -35,6 +35,7 @@ from trace_service import db, idempotency
 from trace_service.errors import LayoutError, TelemetryError, TraceInputError
 from trace_service.layout import TABLE_NAME, Layout
 from trace_service.php_json import Frozen, encode_metadata, thaw
+from trace_service.sql_modes import backslash_escapes_off
 from trace_service.values import TimestampFormatter, normalise_severity, truncate
 
 DB_ERROR = "db_error"
@@ -149,6 +150,7 @@ def escape(text: str) -> str:
 
     Same mapping as PyMySQL's table (a property test checks it); ``str.translate`` with that
     table looks every character up one by one and was 4x slower on metadata-sized strings.
+    Right only where backslashes escape (see :func:`_row_literal_no_backslash`).
     """
     return (
         text.replace("\\", "\\\\").replace("\0", "\\0").replace("\n", "\\n")
@@ -173,18 +175,39 @@ def _row_literal(row: tuple[Any, ...]) -> str:
     return "(" + ",".join(parts) + ")"
 
 
-def mysql_statements(prefix: str, rows: list[tuple[Any, ...]]) -> list[str]:
+def _row_literal_no_backslash(row: tuple[Any, ...]) -> str:
+    """:func:`_row_literal` for a session with ``NO_BACKSLASH_ESCAPES``: there only ``'`` ends a
+    literal, and every other character (NUL, ``\\``, newline) stands for itself (PyMySQL's
+    ``Connection._escape_string`` in that mode: ``'`` doubled, nothing else)."""
+    parts = []
+    for value in row:
+        if value is None:
+            parts.append("NULL")
+        elif type(value) is int:
+            parts.append(int.__repr__(value))
+        elif "'" not in value:
+            parts.append("'" + value + "'")
+        else:
+            parts.append("'" + value.replace("'", "''") + "'")
+    return "(" + ",".join(parts) + ")"
+
+
+def mysql_statements(
+    prefix: str, rows: list[tuple[Any, ...]], *, backslash_escapes: bool = True
+) -> list[str]:
     """Multi-row INSERT statements for ``rows``, each under :data:`MAX_STATEMENT_CHARS`.
 
     What PyMySQL's ``executemany`` builds, with the same escaping, minus its per-value type
     dispatch: build_row yields only str, int and None, and escaping was about half of the
-    writer thread's time (bench/writer.py).
+    writer thread's time (bench/writer.py). ``backslash_escapes`` must say how the session that
+    runs them reads ``\\`` (False under ``NO_BACKSLASH_ESCAPES``), as PyMySQL's own escaping does.
     """
+    literal = _row_literal if backslash_escapes else _row_literal_no_backslash
     statements = []
     chunk: list[str] = []
     size = len(prefix)
     for row in rows:
-        values = _row_literal(row)
+        values = literal(row)
         if chunk and size + len(values) + 1 > MAX_STATEMENT_CHARS:
             statements.append(prefix + ",".join(chunk))
             chunk, size = [], len(prefix)
@@ -337,7 +360,10 @@ class TraceSink:
             if rows and self._literal_batches:
                 # no_parameters: the driver must not %-format a statement that holds data.
                 literal = conn.execution_options(no_parameters=True)
-                for statement in mysql_statements(self._prefix, rows):
+                # Our engines' sessions never have NO_BACKSLASH_ESCAPES (trace_service.sql_modes),
+                # but an engine passed in may: escape as this session reads, like PyMySQL does.
+                plain = not backslash_escapes_off(literal.connection.dbapi_connection)
+                for statement in mysql_statements(self._prefix, rows, backslash_escapes=plain):
                     literal.exec_driver_sql(statement)
             elif rows:
                 conn.exec_driver_sql(self._sql, rows if len(rows) > 1 else rows[0])
