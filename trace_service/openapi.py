@@ -1,7 +1,8 @@
 """The OpenAPI 3 document of the HTTP API, served at ``GET /api/openapi.json``.
 
-Kept beside the code it describes; ``tests/trace_service/test_openapi.py`` checks that every
-documented status is produced by the endpoint and that the fuzz test's requests follow it.
+Kept beside the code it describes; ``tests/trace_service/test_openapi_conformance.py`` runs
+schemathesis against the live app so that every answer conforms to it, and
+``tests/trace_service/test_ingest.py`` checks that every documented status is produced.
 """
 
 from __future__ import annotations
