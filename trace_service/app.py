@@ -145,8 +145,10 @@ def openapi() -> Any:
 
 
 def _http_error(exc: HTTPException) -> Any:
+    """Werkzeug's error as JSON, keeping its headers (``Allow`` on a 405: RFC 9110 requires it)."""
     body = jsonify(error=exc.description or exc.name, status=exc.code, request_id=g.get("request_id"))
-    return body, exc.code or 500
+    headers = [(name, value) for name, value in exc.get_headers() if name.lower() != "content-type"]
+    return body, exc.code or 500, headers
 
 
 def _unexpected_error(exc: Exception) -> Any:

@@ -6,13 +6,17 @@ PHP's ``http_build_query`` writes nested arrays in bracket notation
 has it), ``[]`` appending the next integer index, a later scalar or array replacing an earlier
 one at the same place. Limits as PHP's (``max_input_vars``, ``max_input_nesting_level``) turn
 into :class:`FormError` naming the field.
+
+Names and values must be UTF-8 once percent-decoded (``Zo%EB``, Latin-1 as an old PHP service
+sends it, is not): a :class:`FormError` names the field and the byte, as the JSON body's 400
+does. ``urllib.parse.parse_qsl`` would put U+FFFD in its place, storing changed client data.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from trace_service.errors import TelemetryError
 
@@ -42,9 +46,36 @@ def _next_index(container: dict[str, Any]) -> str:
     return str(max(numeric) + 1 if numeric else 0)
 
 
-def parse_php_form(body: str) -> dict[str, Any]:
+def _text(raw: bytes, field: bytes, part: str) -> str:
+    """``raw`` (percent-decoded) as UTF-8, or a :class:`FormError` naming the field and byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        shown = unquote_to_bytes(field.replace(b"+", b" ")).decode("utf-8", "backslashreplace")
+        raise FormError(
+            f"form field '{shown[:80]}': its {part} has the byte 0x{raw[exc.start]:02X} at "
+            f"position {exc.start} (after percent-decoding), which is not UTF-8: send UTF-8 "
+            "(PHP: mb_convert_encoding($value, 'UTF-8', 'ISO-8859-1') before http_build_query)"
+        ) from None
+
+
+def _pairs(body: bytes) -> list[tuple[str, str]]:
+    """``parse_qsl(keep_blank_values=True)``, strict about UTF-8 instead of replacing bytes."""
+    pairs = []
+    for chunk in body.split(b"&"):
+        if not chunk:
+            continue
+        name, _, value = chunk.partition(b"=")
+        pairs.append((
+            _text(unquote_to_bytes(name.replace(b"+", b" ")), name, "name"),
+            _text(unquote_to_bytes(value.replace(b"+", b" ")), name, "value"),
+        ))
+    return pairs
+
+
+def parse_php_form(body: str | bytes) -> dict[str, Any]:
     """The nested fields of a form body, every value a string."""
-    pairs = parse_qsl(body, keep_blank_values=True, strict_parsing=False)
+    pairs = _pairs(body.encode("utf-8") if isinstance(body, str) else body)
     if len(pairs) > MAX_FIELDS:
         raise FormError(f"the form has {len(pairs)} fields: at most {MAX_FIELDS} are accepted")
     result: dict[str, Any] = {}

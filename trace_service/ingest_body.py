@@ -5,6 +5,11 @@ Accepted (``spec/php-compat.md`` §5-6): a JSON object (one trace), a JSON list 
 string body as form-urlencoded even when it is JSON, so such a body that starts with ``{`` or
 ``[`` is read as JSON. ``Content-Encoding: gzip`` is decompressed with a bound. Every failure is
 an :class:`IngestError` carrying the HTTP status and a message that names the problem and the fix.
+
+One rule for text in every body form, gzip or not: UTF-8, or a refusal. Invalid UTF-8 is a 400
+naming the byte (and, in a form, the field, whether the byte came raw or percent-encoded),
+never replaced by U+FFFD; a ``charset`` parameter other than UTF-8 (``; charset=ISO-8859-1``)
+is a 415 naming it and asking for UTF-8, not a decoding.
 """
 
 from __future__ import annotations
@@ -111,6 +116,18 @@ def _text(data: bytes) -> str:
         raise IngestError(400, f"the body is not valid UTF-8 at byte {exc.start}: send UTF-8") from None
 
 
+def _require_utf8(content_type: str) -> None:
+    """415 for a ``charset`` parameter other than UTF-8: refused rather than decoded, so that
+    every body form has one rule (UTF-8, or a refusal that says so) and no client's bytes are
+    read in an encoding it did not mean."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise IngestError(415, f"charset {value.strip()[:40]!r} is not supported: send the body "
+                                   "in UTF-8, with charset=utf-8 or no charset")
+
+
 def decode_body(
     raw: bytes, content_type: str | None, content_encoding: str | None, limits: BodyLimits
 ) -> tuple[list[Any], bool]:
@@ -119,14 +136,15 @@ def decode_body(
     if len(data) > limits.max_bytes:
         raise IngestError(413, f"the body is over {limits.max_bytes} bytes: send smaller batches")
     mimetype = (content_type or "").split(";", 1)[0].strip().lower()
-    text = _text(data)
-    looks_json = text.lstrip()[:1] in ("{", "[")
+    _require_utf8(content_type or "")
+    looks_json = data.lstrip()[:1] in (b"{", b"[")
     if mimetype in JSON_TYPES or mimetype.endswith("+json") or (
             mimetype in (FORM_TYPE, "") and looks_json):
-        payload = parse_json(text)
+        payload = parse_json(_text(data))
     elif mimetype == FORM_TYPE:
         try:
-            payload = parse_php_form(text)
+            # Bytes, not text: a bad byte is then named with its field (raw or percent-encoded).
+            payload = parse_php_form(data)
         except FormError as exc:
             raise IngestError(400, str(exc)) from None
     else:

@@ -55,6 +55,24 @@ class Timestamp(fields.Field[Any]):
                 "must be ISO 8601 or Y-m-d H:i:s.u, e.g. 2026-11-24T07:17:13+02:00") from None
 
 
+# Layout A's actor_admin_id is a signed INT: a larger id fails the insert after the 202 (lost).
+MAX_ACTOR_ID = 2**31 - 1
+
+
+class Digits(fields.Integer):
+    """A whole number, or its ASCII digits as PHP sends them (``"5"``; not ``" 5"``, ``"+5"``
+    or ``"٥"``, which ``int()`` would take but the OpenAPI document's pattern refuses; not
+    ``2.5``, which ``int()`` would truncate)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+            raise ValidationError("must be a whole number or its digits, such as 7 or \"7\"")
+        if isinstance(value, float) and not value.is_integer():
+            # marshmallow's int() would store 2.5 as 2: client data changed, silently.
+            raise ValidationError(f"must be a whole number, got {value!r}")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def _ip(value: str) -> None:
     try:
         ipaddress.ip_address(value)
@@ -77,8 +95,8 @@ class TraceSchema(Schema):
 
     event_key = fields.String(required=True, validate=[validate.Length(1, 255), _PRINTABLE])
     severity = Severity(load_default="info")
-    actor_admin_id = fields.Integer(allow_none=True, load_default=None,
-                                    validate=validate.Range(0, 2**63 - 1))
+    actor_admin_id = Digits(allow_none=True, load_default=None,
+                                    validate=validate.Range(0, MAX_ACTOR_ID))
     route_name = fields.String(allow_none=True, load_default=None,
                                validate=[validate.Length(max=255), _PRINTABLE])
     request_id = fields.String(allow_none=True, load_default=None,

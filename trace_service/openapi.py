@@ -1,7 +1,8 @@
 """The OpenAPI 3 document of the HTTP API, served at ``GET /api/openapi.json``.
 
-Kept beside the code it describes; ``tests/trace_service/test_openapi.py`` checks that every
-documented status is produced by the endpoint and that the fuzz test's requests follow it.
+Kept beside the code it describes; ``tests/trace_service/test_openapi_conformance.py`` runs
+schemathesis against the live app so that every answer conforms to it, and
+``tests/trace_service/test_ingest.py`` checks that every documented status is produced.
 """
 
 from __future__ import annotations
@@ -19,20 +20,31 @@ def _answer(description: str, schema: dict[str, Any], headers: dict[str, Any] | 
             "content": {"application/json": {"schema": schema}}}
 
 
+# What trace_service.ingest_schema accepts, as far as JSON Schema can say it. What it cannot
+# (a JSON object inside a metadata string, a real calendar date in occurred_at) is refused per
+# item with field errors in the 202/422 Result.
+_PRINTABLE = "^[^\\u0000-\\u001f\\u007f]*$"  # no control characters: they break CSV and log lines
+_DIGITS = "^[0-9]{1,9}$"                         # PHP's ctype_digit, within layout A's INT
+_IP = [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]
+_NULL = {"type": "null"}
+
 TRACE = {
     "type": "object",
     "required": ["event_key"],
     "additionalProperties": False,
     "properties": {
-        "event_key": {"type": "string", "minLength": 1, "maxLength": 255,
+        "event_key": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _PRINTABLE,
                       "example": "auth.login.attempt"},
-        "severity": {"oneOf": [{"type": "string", "maxLength": 20}, {"type": "integer"}],
+        "severity": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": 20},
+                               {"type": "integer"}],
                      "description": "info, warning, error, debug, critical, PSR-3 names or "
                                     "Monolog numbers; folded to what the table accepts"},
-        "actor_admin_id": {"type": ["integer", "string", "null"], "description": "digits"},
-        "route_name": {"type": ["string", "null"], "maxLength": 255},
-        "request_id": {"type": ["string", "null"], "maxLength": 64},
-        "ip_address": {"type": ["string", "null"], "description": "the original client's IP"},
+        "actor_admin_id": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+                                     {"type": "string", "pattern": _DIGITS}, _NULL],
+                           "description": "a whole number, or its ASCII digits as PHP sends them"},
+        "route_name": {"type": ["string", "null"], "maxLength": 255, "pattern": _PRINTABLE},
+        "request_id": {"type": ["string", "null"], "maxLength": 64, "pattern": _PRINTABLE},
+        "ip_address": {"anyOf": [*_IP, _NULL], "description": "the original client's IP"},
         "user_agent": {"type": ["string", "null"], "maxLength": 4096},
         "metadata": {"type": ["object", "array", "string", "null"],
                      "description": "an object (masked before storage); a JSON object in a "
@@ -44,6 +56,28 @@ TRACE = {
     },
 }
 
+# A form (PHP's http_build_query) carries strings only: PHP leaves null out, and metadata is
+# bracket notation (metadata[user][id]=5), an object of strings and such objects.
+_FORM_VALUE = {"anyOf": [{"type": "string"},
+                         {"type": "object", "additionalProperties": {"type": "string"}}]}
+TRACE_FORM = {
+    "type": "object",
+    "required": ["event_key"],
+    "additionalProperties": False,
+    "properties": {
+        "event_key": TRACE["properties"]["event_key"],  # type: ignore[index]
+        "severity": {"type": "string", "minLength": 1, "maxLength": 20},
+        "actor_admin_id": {"type": "string", "pattern": _DIGITS},
+        "route_name": {"type": "string", "maxLength": 255, "pattern": _PRINTABLE},
+        "request_id": {"type": "string", "maxLength": 64, "pattern": _PRINTABLE},
+        "ip_address": {"anyOf": _IP},
+        "user_agent": {"type": "string", "maxLength": 4096},
+        "metadata": {"type": "object", "additionalProperties": _FORM_VALUE},
+        "occurred_at": {"type": "string"},
+        "event_id": {"type": "string", "format": "uuid"},
+    },
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Telemetry trace ingest", "version": "1"},
@@ -51,6 +85,7 @@ DOCUMENT: dict[str, Any] = {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
             "Trace": TRACE,
+            "TraceForm": TRACE_FORM,
             "Error": {"type": "object", "required": ["error", "status"], "properties": {
                 "error": {"type": "string"}, "status": {"type": "integer"},
                 "request_id": {"type": ["string", "null"]}}},
@@ -73,7 +108,8 @@ DOCUMENT: dict[str, Any] = {
                     {"$ref": "#/components/schemas/Trace"},
                     {"type": "array", "minItems": 1, "maxItems": 500,
                      "items": {"$ref": "#/components/schemas/Trace"}}]}},
-                "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/Trace"}},
+                "application/x-www-form-urlencoded": {
+                    "schema": {"$ref": "#/components/schemas/TraceForm"}},
             }},
             "responses": {
                 "202": _answer("Accepted: per-item results", {"$ref": "#/components/schemas/Result"}),
@@ -82,7 +118,9 @@ DOCUMENT: dict[str, Any] = {
                 "403": _answer("Key without the ingest scope", _ERROR),
                 "413": _answer("Body or batch too large", _ERROR),
                 "415": _answer("Unsupported Content-Type or Content-Encoding", _ERROR),
-                "422": _answer("Nothing valid", {"$ref": "#/components/schemas/Result"}),
+                # Every item rejected: a Result with their errors; an empty batch: an Error.
+                "422": _answer("Nothing valid", {"anyOf": [{"$ref": "#/components/schemas/Result"},
+                                                           _ERROR]}),
                 "429": _answer("Rate limited", _ERROR, _RETRY),
                 "503": _answer("Write queue full or database down; retry later", _ERROR, _RETRY),
             },
@@ -110,7 +148,8 @@ DOCUMENT: dict[str, Any] = {
                               "schema": {"type": "string"}, "description": "The stored SHA-256"}}},
                           "401": _answer("No or unknown key", _ERROR),
                           "403": _answer("Key without reports:read", _ERROR),
-                          "404": _answer("No such report", _ERROR)},
+                          "404": _answer("No such report", _ERROR),
+                          "429": _answer("Rate limited", _ERROR, _RETRY)},
         }},
     },
 }

@@ -71,8 +71,11 @@ def show_as(report_id: int, fmt: str) -> Any:
     return _render(report_id, fmt)
 
 
+MAX_ID = 2**63 - 1  # BIGINT: a larger id cannot exist, and SQLite's driver overflows on it
+
+
 def _render(report_id: int, fmt: str) -> Any:
-    stored = get_report(_engine(), report_id)
+    stored = get_report(_engine(), report_id) if report_id <= MAX_ID else None
     if stored is None:
         return refuse(404, f"no report {report_id}: GET /reports lists them")
     body = _body(stored, fmt)

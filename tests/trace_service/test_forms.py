@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 import pytest
 from hypothesis import given
@@ -68,3 +68,56 @@ def build_query(data: dict[str, Any], prefix: str = "") -> list[str]:
 @given(st.dictionaries(words, nested, max_size=4))
 def test_round_trip_of_http_build_query(data: dict[str, Any]) -> None:
     assert parse_php_form("&".join(build_query(data))) == data
+
+
+# ---------------------------------------------------------------- UTF-8: refused, never altered
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "part"),
+    [
+        (b"event_key=a&metadata%5Bname%5D=Zo%EB", "metadata[name]", "value"),   # Latin-1, encoded
+        (b"event_key=a&metadata[name]=Zo\xeb", "metadata[name]", "value"),      # and raw
+        (b"event_key=a&metadata%5BZo%EB%5D=1", "metadata[Zo\\xeb]", "name"),      # in a key
+        (b"event_key=a&metadata[Zo\xeb]=1", "metadata[Zo\\xeb]", "name"),
+        (b"event_key=%C3", "event_key", "value"),                                # a truncated sequence
+    ],
+)
+def test_a_byte_that_is_not_utf8_is_refused_naming_field_and_byte(body: bytes, field: str,
+                                                                 part: str) -> None:
+    with pytest.raises(FormError) as caught:
+        parse_php_form(body)
+    byte = "0xC3" if body.endswith(b"%C3") else "0xEB"
+    assert f"form field '{field}': its {part} has the byte {byte}" in str(caught.value)
+    assert "send UTF-8" in str(caught.value)
+
+
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8)
+
+
+@given(st.dictionaries(names, st.binary(max_size=12), min_size=1, max_size=4),
+       st.dictionaries(st.binary(min_size=1, max_size=6).filter(lambda b: not {*b"[]"} & {*b}),
+                       st.binary(max_size=6), max_size=3))
+def test_any_form_is_refused_or_its_decoded_values_round_trip_exactly(
+    fields: dict[str, bytes], metadata: dict[bytes, bytes]
+) -> None:
+    pairs = [f"{name}={quote(value)}" for name, value in fields.items()]
+    pairs += [f"metadata%5B{quote(key)}%5D={quote(value)}" for key, value in metadata.items()]
+    every = [*fields.values(), *metadata, *metadata.values()]
+    try:
+        parsed = parse_php_form("&".join(pairs))
+    except FormError:
+        assert any(_not_utf8(raw) for raw in every)
+        return
+    assert not any(_not_utf8(raw) for raw in every)
+    assert {name: parsed[name] for name in fields} == {n: v.decode() for n, v in fields.items()}
+    if metadata:
+        assert parsed["metadata"] == {k.decode(): v.decode() for k, v in metadata.items()}
+
+
+def _not_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False

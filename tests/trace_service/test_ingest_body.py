@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trace_service.ingest_body import BodyLimits, IngestError, decode_body
 
@@ -70,3 +73,55 @@ def test_a_gzip_bomb_is_stopped_at_the_limit_without_inflating_it_all() -> None:
     with pytest.raises(IngestError) as caught:
         decode_body(bomb, "application/json", "gzip", LIMITS)
     assert caught.value.status == 413
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding"),
+    [
+        (b"event_key=a&metadata%5Bname%5D=Zo%EB", None),
+        (b"event_key=a&metadata[name]=Zo\xeb", None),
+        (gzip.compress(b"event_key=a&metadata%5Bname%5D=Zo%EB"), "gzip"),
+        (gzip.compress(b"event_key=a&metadata[name]=Zo\xeb"), "gzip"),
+    ],
+)
+def test_a_latin1_form_is_refused_naming_the_field_gzip_or_not(body: bytes, encoding: str | None) -> None:
+    with pytest.raises(IngestError, match=r"form field 'metadata\[name\]': its value has the byte "
+                                          r"0xEB .* send UTF-8") as caught:
+        decode_body(body, FORM, encoding, LIMITS)
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize("ctype", [f"{FORM}; charset=ISO-8859-1", "application/json; charset=latin1",
+                                   f'{FORM}; charset="windows-1252"'])
+def test_a_charset_other_than_utf8_is_refused_with_415_naming_it(ctype: str) -> None:
+    with pytest.raises(IngestError, match=r"charset .* is not supported: send the body in UTF-8") as caught:
+        decode_body(b"event_key=a", ctype, None, LIMITS)
+    assert caught.value.status == 415
+
+
+@pytest.mark.parametrize("ctype", [f"{FORM}; charset=UTF-8", f'{FORM}; charset="utf8"',
+                                   f"{FORM}; boundary=x"])
+def test_utf8_charsets_and_other_parameters_are_accepted(ctype: str) -> None:
+    body = b"event_key=a&metadata%5Bname%5D=Zo%C3%AB"
+    assert decode_body(body, ctype, None, LIMITS) == ([{"event_key": "a", "metadata": {"name": "Zoë"}}],
+                                                      False)
+
+
+@given(st.dictionaries(st.text(alphabet="abcdefgh_", min_size=1, max_size=8), st.binary(max_size=12),
+                       min_size=1, max_size=4), st.booleans())
+def test_any_form_body_is_a_400_or_round_trips_exactly(fields: dict[str, bytes], gzipped: bool) -> None:
+    body = "&".join(f"{name}={quote(value)}" for name, value in fields.items()).encode()
+    try:
+        expected = {name: value.decode("utf-8") for name, value in fields.items()}
+    except UnicodeDecodeError:
+        expected = None
+    try:
+        items, _ = decode_body(gzip.compress(body) if gzipped else body, FORM,
+                               "gzip" if gzipped else None, BodyLimits())
+    except IngestError as exc:
+        assert exc.status == 400 and expected is None, exc.message
+        return
+    assert items == [expected]
