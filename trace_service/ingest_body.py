@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -97,11 +98,42 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+# A \uD800-\uDFFF escape: only then can the decoded JSON hold a surrogate (pairs are joined).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _unpaired_surrogate(value: Any, path: str) -> str | None:
+    """The path of the first string (key or value) holding an unpaired surrogate, or None."""
+    if isinstance(value, str):
+        return None if value.isascii() or not any("\ud800" <= c <= "\udfff" for c in value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unpaired_surrogate(key, f"{path}.{key!a}") or _unpaired_surrogate(
+                item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unpaired_surrogate(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def parse_json(text: str) -> Any:
-    """Strict JSON: no NaN/Infinity, no numbers out of range, no duplicate keys, bounded nesting."""
+    """Strict JSON: no NaN/Infinity, no numbers out of range, no duplicate keys, bounded nesting,
+    no unpaired UTF-16 surrogates (as PHP's ``json_decode``: they are not Unicode, and could
+    not be stored as UTF-8)."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant,
-                          parse_float=_finite_float, parse_int=_bounded_int)
+        payload = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant,
+                             parse_float=_finite_float, parse_int=_bounded_int)
+        if _SURROGATE_ESCAPE.search(text):
+            where = _unpaired_surrogate(payload, "")
+            if where is not None:
+                raise IngestError(400, f"the JSON string at {ascii(where or '(body)')} holds an unpaired "
+                                       "UTF-16 surrogate (\\ud800-\\udfff), which is not Unicode: send "
+                                       "a valid surrogate pair or the character itself in UTF-8")
+        return payload
     except RecursionError:
         raise IngestError(400, "the JSON is nested too deeply: flatten the metadata") from None
     except json.JSONDecodeError as exc:

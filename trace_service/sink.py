@@ -229,6 +229,9 @@ def describe(exc: BaseException) -> str:
 
 # Errors caused by a row's values: isolate the row. Anything else is the database's state.
 _ROW_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError)
+# Raised by the driver before anything is sent, e.g. a string holding a lone surrogate, which
+# has no UTF-8 form: the row is invalid, not the database.
+_ENCODING_ERRORS = (UnicodeError, ValueError, TypeError)
 
 
 class TraceSink:
@@ -315,11 +318,16 @@ class TraceSink:
         except sa_exc.SQLAlchemyError as exc:
             self._unavailable(exc, len(rows), result)
             return
+        except _ENCODING_ERRORS as exc:
+            result.last_error = f"{type(exc).__name__}"
         for index, (row, event_id) in enumerate(zip(rows, ids, strict=True)):
             try:
                 self._count_stored(1, self._insert_retrying([row], [event_id]), result)
             except _ROW_ERRORS as exc:
                 result.drop(DB_ERROR, 1, describe(exc))
+            except _ENCODING_ERRORS as exc:
+                # The type only: the message of a UnicodeEncodeError quotes the value.
+                result.drop(INVALID, 1, f"{type(exc).__name__}: the row cannot be encoded")
             except sa_exc.SQLAlchemyError as exc:
                 self._unavailable(exc, len(rows) - index, result)
                 return

@@ -22,6 +22,7 @@ from trace_service.lograte import RateLimitedLogger
 from trace_service.sink import TraceItem, TraceSink, WriteResult
 
 CIRCUIT_OPEN = "circuit_open"
+INTERNAL_ERROR = "internal_error"  # a bug: counted, never left pending
 NO_THREAD = "no_thread"  # the writer thread could not be started (the process's thread limit)
 logger = logging.getLogger("trace_service.writer")
 
@@ -108,7 +109,13 @@ class Worker:
             self.wake.wait(self.config.flush_interval)
             self.wake.clear()
             return True
-        self._settle(self.sink.write(batch))
+        try:
+            result = self.sink.write(batch)
+        except Exception as exc:  # noqa: BLE001 - write() should never raise; if it does, the
+            # batch is still settled, or it would stay pending for ever and flush() would hang.
+            result = WriteResult(dropped=Counter({INTERNAL_ERROR: len(batch)}),
+                                 last_error=f"{type(exc).__name__} in the sink")
+        self._settle(result)
         return True
 
     def _probe(self) -> None:

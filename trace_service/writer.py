@@ -66,13 +66,12 @@ from trace_service.sink import (
     TraceItem,
     TraceSink,
 )
-from trace_service.worker import CIRCUIT_OPEN, NO_THREAD, Worker
+from trace_service.worker import CIRCUIT_OPEN, INTERNAL_ERROR, NO_THREAD, Worker
 
 logger = logging.getLogger("trace_service.writer")
 
 QUEUE_FULL = "queue_full"
 SHUTDOWN = "shutdown"
-INTERNAL_ERROR = "internal_error"
 REASONS = (QUEUE_FULL, DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, GUARD_BLOCKED, CIRCUIT_OPEN,
            NO_THREAD, SHUTDOWN, INTERNAL_ERROR)
 # Drops that mean something is wrong (as opposed to load or shutdown): strict mode raises on them.

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trace_service.ingest_body import BodyLimits, IngestError, decode_body
+from trace_service.ingest_body import BodyLimits, IngestError, decode_body, parse_json
 
 LIMITS = BodyLimits(max_bytes=10_000, max_items=3)
 
@@ -125,3 +125,20 @@ def test_any_form_body_is_a_400_or_round_trips_exactly(fields: dict[str, bytes],
         assert exc.status == 400 and expected is None, exc.message
         return
     assert items == [expected]
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    ('{"event_key": "a", "metadata": {"x": "\\ud800"}}', "'metadata.x'"),
+    ('{"event_key": "a\\udfff"}', "'event_key'"),
+    ('[{"event_key": "a"}, {"event_key": "b", "metadata": {"l": ["ok", "\\uDC00z"]}}]',
+     "'[1].metadata.l[1]'"),
+])
+def test_an_unpaired_surrogate_is_refused_naming_where_it_is(body: str, where: str) -> None:
+    with pytest.raises(IngestError) as caught:
+        parse_json(body)
+    assert caught.value.status == 400
+    assert where in caught.value.message and "surrogate" in caught.value.message
+
+
+def test_a_surrogate_pair_is_one_character_and_accepted() -> None:
+    assert parse_json('{"e": "\\ud83d\\ude00"}') == {"e": "\U0001f600"}

@@ -385,3 +385,20 @@ def test_a_writer_thread_that_cannot_start_costs_a_counted_drop_and_is_retried(
     assert [row.event_key for row in read_traces(migrated_engine)] == ["thread.resumed"]
     stats = writer.stats()
     assert (stats.submitted, stats.written, stats.dropped, stats.pending) == (3, 1, 2, 0)
+
+
+def test_a_string_without_a_utf8_form_costs_only_its_row(
+    migrated_engine: Engine, make_writer: MakeWriter
+) -> None:
+    # A lone surrogate (from a JSON "\ud800" escape, or a bad decode) cannot be encoded: the
+    # driver raises before sending. The row is invalid; its batch-mates are stored; none stays
+    # pending.
+    writer = make_writer(strict=False, batch_size=10, flush_interval=60)
+    writer.record("before")
+    writer.record("bad.agent", user_agent="agent \udc80")
+    writer.record("after", route_name="ok")
+    assert writer.flush(5)
+    assert [row.event_key for row in read_traces(migrated_engine)] == ["before", "after"]
+    stats = writer.stats()
+    assert (stats.written, stats.dropped_by_reason["invalid"], stats.pending) == (2, 1, 0)
+    assert "\udc80" not in (stats.last_error or "")
