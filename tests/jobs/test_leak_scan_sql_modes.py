@@ -15,6 +15,7 @@ from governance.masking import Masker
 from governance.policy import load_masking_policy
 from jobs.leak_scan import run_scan
 from jobs.ledger import read_runs
+from tests.support.audit_table import plant_audit_logs
 from tests.support.compliance_seed import KEYRING
 from tests.support.sql_modes import HOSTILE, MODES, snapshot
 from trace_service import migrate
@@ -28,11 +29,7 @@ TOKEN = "abcdEFGH1234ijkl5678mnop"
 @pytest.fixture
 def leaking(mariadb_url: str) -> Iterator[Engine]:
     """Rows as PHP might have stored them: a secret beside hostile text (normal mode)."""
-    raw = sa.create_engine(mariadb_url)  # unguarded: creating audit_logs is the point
-    with raw.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE audit_logs (id INTEGER PRIMARY KEY, action VARCHAR(64))")
-        conn.exec_driver_sql("INSERT INTO audit_logs VALUES (1, 'authoritative')")
-    raw.dispose()
+    plant_audit_logs(mariadb_url)
     engine = create_engine(mariadb_url)
     migrate.upgrade(engine)
     with engine.begin() as conn:

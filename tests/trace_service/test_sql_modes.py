@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
+from tests.support.audit_table import plant_audit_logs
 from tests.support.sql_modes import HOSTILE, MODES, PRINTABLE_HOSTILE, session_mode, snapshot
 from tests.trace_service.test_ingest import make_ingest
 from trace_service import migrate
@@ -32,7 +33,6 @@ from trace_service.sql_modes import (
 from trace_service.writer import TraceWriter
 
 Window = Callable[[str], AbstractContextManager[None]]
-AUDIT_DDL = "CREATE TABLE audit_logs (id INTEGER PRIMARY KEY, action VARCHAR(64))"
 KEPT = ["STRICT_TRANS_TABLES", "STRICT_ALL_TABLES", "NO_ZERO_DATE", "ERROR_FOR_DIVISION_BY_ZERO",
         "NO_ENGINE_SUBSTITUTION", "IGNORE_SPACE", "REAL_AS_FLOAT", "TRADITIONAL", "ONLY_FULL_GROUP_BY"]
 
@@ -112,11 +112,7 @@ def test_statements_follow_the_sessions_escaping() -> None:
 @pytest.fixture
 def scene(mariadb_url: str) -> Iterator[Engine]:
     """The test database migrated, with an audit_logs row next to it (set up in the normal mode)."""
-    raw = sa.create_engine(mariadb_url)  # unguarded: creating audit_logs is the point
-    with raw.begin() as conn:
-        conn.exec_driver_sql(AUDIT_DDL)
-        conn.exec_driver_sql("INSERT INTO audit_logs VALUES (1, 'authoritative')")
-    raw.dispose()
+    plant_audit_logs(mariadb_url)
     engine = create_engine(mariadb_url)
     migrate.upgrade(engine)
     yield engine
