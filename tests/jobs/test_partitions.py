@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -172,7 +173,7 @@ def test_ddl_waits_for_a_long_transaction_and_records_the_wait(
     engine = php_table("A")
     insert_rows(engine, ["2026-11-20 10:00:00.000000"])
     convert(engine)
-    release, started = threading.Event(), threading.Event()
+    release, started, met = threading.Event(), threading.Event(), threading.Event()
 
     def long_transaction() -> None:
         with engine.connect() as conn, conn.begin():
@@ -180,12 +181,27 @@ def test_ddl_waits_for_a_long_transaction_and_records_the_wait(
             started.set()
             release.wait(10)
 
+    class ReleaseOnFirstWait(logging.Handler):
+        # The job has met the transaction (a lock wait that timed out, or the transaction seen
+        # as too old to wait behind; which one depends on the sub-second phase of the server's
+        # whole-second trx_started): end it then, so the next attempt succeeds. A fixed timer
+        # raced the retry budget.
+        def emit(self, record: logging.LogRecord) -> None:
+            met.set()
+            release.set()
+
     holder = threading.Thread(target=long_transaction)
     holder.start()
     assert started.wait(5)
-    threading.Timer(2.5, release.set).start()
-    record = partitions_job(engine, POLICY, "UTC", NOW + timedelta(days=2))
+    handler = ReleaseOnFirstWait(logging.WARNING)
+    ddl_logger = logging.getLogger(ddl.__name__)
+    ddl_logger.addHandler(handler)
+    try:
+        record = partitions_job(engine, POLICY, "UTC", NOW + timedelta(days=2))
+    finally:
+        ddl_logger.removeHandler(handler)
+        release.set()
     holder.join(10)
     assert record.status == "ok", record.error
-    assert record.lock_wait_ms >= 1000
+    assert met.is_set() and record.lock_wait_ms >= POLICY.partitions.backoff_seconds * 1000
     assert record.partitions_created == "p20261128,p20261129"
