@@ -2,8 +2,9 @@
 
     python -m tests.support.writer_load URL SECONDS
 
-Records for SECONDS (a bounded queue, so the writer runs flat out and the surplus is dropped
-as ``queue_full``), then closes the writer and prints its final stats as one JSON line, with
+Records for SECONDS, or until a line arrives on standard input, whichever comes first (a
+bounded queue, so the writer runs flat out and the surplus is dropped as ``queue_full``), then
+closes the writer and prints its final stats as one JSON line, with
 ``rate``: rows written per second.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 
 from trace_service.config import Config, DatabaseURL
@@ -21,10 +23,13 @@ def main() -> None:
     url, seconds = sys.argv[1], float(sys.argv[2])
     writer = TraceWriter.from_config(Config(database_url=DatabaseURL(url), batch_size=500,
                                             queue_size=20_000, flush_interval=0.01, shutdown_timeout=10))
+    stop = threading.Event()
+    # A line (or EOF) on stdin ends the load early: the test stops it when its own work is done.
+    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
     print(json.dumps({"event": "started"}), flush=True)
     started = time.monotonic()
     deadline = started + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stop.is_set():
         for _ in range(200):
             writer.record("new.row", metadata={"load": True})
     writer.close()
