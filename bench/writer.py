@@ -41,7 +41,7 @@ from trace_service.config import Config, DatabaseURL  # noqa: E402
 from trace_service.db import create_engine  # noqa: E402
 from trace_service.writer import TraceWriter  # noqa: E402
 
-METADATA = {  # ~212 bytes of JSON, as perf-baseline.md's rows
+METADATA = {  # ~212 bytes of JSON, a typical trace's metadata
     "target_id": 3, "target_type": "admin", "reason": "password_reset_requested",
     "changes": {"status": ["active", "locked"], "attempts": 5},
     "client": {"platform": "web", "version": "4.12.1"}, "duration_ms": 12.5,

@@ -1,5 +1,5 @@
 """The audit_logs guard: engines that refuse, before the database sees it, any write to a
-protected table (``seeds/002`` §2 rule 1; ``spec/php-compat.md`` §4).
+protected table (governance rule 1, ``docs/php-compat.md`` §7; the write forms in §4).
 
 ``install(engine)`` hooks SQLAlchemy's ``before_cursor_execute``: every statement is checked by
 :func:`governance.sql_targets.protected_writes` (a substring fast path, then the parser) and a

@@ -1,4 +1,4 @@
-"""Hashes the PHP side uses for personal data in telemetry, byte for byte (spec/php-compat.md §3).
+"""Hashes the PHP side uses for personal data in telemetry, byte for byte (docs/php-compat.md §3).
 
 * :func:`email_hash`: ``hex(HMAC-SHA256(okm, lower(trim(email))))`` where
   ``okm = HMAC-SHA256(root, b"telemetry:email_hash:v1" + b"\\x01")`` (HKDF expand-only, one

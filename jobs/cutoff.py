@@ -2,7 +2,7 @@
 
 Pure: ``now`` (an aware datetime), the window in days and the table's zone in, a naive
 wall-clock datetime out. Rows store wall-clock times in the table's zone (PHP's
-``APP_TIMEZONE``; ``spec/php-compat.md`` §2), so the cut-off is one too, compared with ``<``.
+``APP_TIMEZONE``; ``docs/php-compat.md`` §2), so the cut-off is one too, compared with ``<``.
 
 "Older than 30 days" has two honest readings across a daylight-saving change: 30 × 24 hours,
 and 30 calendar days on the wall clock (what PHP's backdating does). They differ by the DST

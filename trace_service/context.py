@@ -5,7 +5,7 @@ Flask the :class:`~trace_service.flask_ext.RequestContext` extension sets them; 
 the :func:`trace_context` context manager. :class:`RequestIdFilter` adds ``request_id`` to log
 records so log lines and traces can be joined.
 
-The X-Request-ID rule is the PHP middleware's (ramsey/uuid, ``spec/php-compat.md`` §2 and §6):
+The X-Request-ID rule is the PHP middleware's (ramsey/uuid, ``docs/php-compat.md`` §2 and §6):
 a version-4, RFC-variant UUID is kept, normalised to 36 lower-case characters, whether it came in
 upper case, in braces, with a ``urn:uuid:`` prefix or without hyphens; anything else (surrounding
 spaces, another version, another variant, garbage) is replaced by a fresh v4.

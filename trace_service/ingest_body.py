@@ -1,6 +1,6 @@
 """Request bodies of the ingest endpoint to a list of raw trace items (pure).
 
-Accepted (``spec/php-compat.md`` §5-6): a JSON object (one trace), a JSON list (a batch), and
+Accepted (``docs/php-compat.md`` §5-6): a JSON object (one trace), a JSON list (a batch), and
 ``application/x-www-form-urlencoded`` as PHP's ``http_build_query`` writes it. PHP's curl sends a
 string body as form-urlencoded even when it is JSON, so such a body that starts with ``{`` or
 ``[`` is read as JSON. ``Content-Encoding: gzip`` is decompressed with a bound. Every failure is

@@ -1,6 +1,6 @@
 """The physical layouts of ``telemetry_traces`` and the one mapping every reader and writer uses.
 
-Two layouts exist in the wild (``spec/php-compat.md`` §1):
+Two layouts exist in the wild (``docs/php-compat.md`` §1):
 
 * ``A``: the governance layout our migration creates (``created_at``, ``actor_admin_id``);
 * ``B``: the PHP admin panel's schema (``occurred_at``, ``actor_type`` + ``actor_id``,
@@ -117,5 +117,5 @@ def detect_layout(columns: Iterable[str], lengths: Mapping[str, int | None] | No
     missing = ", ".join(sorted(closest.required - present))
     raise LayoutError(
         f"table {TABLE_NAME} matches no known layout; closest is layout {closest.name}, "
-        f"missing columns: {missing}. See spec/php-compat.md §1 for the layouts this service reads."
+        f"missing columns: {missing}. See docs/php-compat.md §1 for the layouts this service reads."
     )

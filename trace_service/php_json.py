@@ -6,7 +6,7 @@ Two steps, so that what is stored never depends on what a caller does to its dic
   one untracked ``bytes`` object, so the hot path feeds the cyclic GC nothing). Values marshal
   refuses (subclasses, arbitrary objects) go through :func:`freeze` instead.
 * :func:`encode_snapshot` runs in the writer's thread: the snapshot to the exact text PHP would
-  store (``spec/php-compat.md`` §2 and §6), or ``None`` for SQL NULL.
+  store (``docs/php-compat.md`` §2 and §6), or ``None`` for SQL NULL.
 
 Defined results for what PHP cannot express (PHP would throw instead):
 

@@ -3,7 +3,8 @@
 Rows written by PHP or by us, in layout A, B or B0, come back as :class:`StoredTrace`: the time
 column as the wall-clock text PHP wrote (``YYYY-MM-DD HH:MM:SS.ffffff``), the actor as
 ``actor_admin_id`` (plus ``actor_type`` on layout B), and metadata both as stored text and parsed.
-Reports, the leak scan and pruning read through here so no one else spells the layouts out.
+The leak scan (and so the reports' scan) reads rows through here; pruning, erasure and report
+gathering use ``table_layout()`` for their own SQL, so no one else spells the layouts out.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Column values as PHP writes and reads them: severity, timestamps, string lengths.
 
-All pure: the layout, the zone and the instant are arguments (``spec/php-compat.md`` §2).
+All pure: the layout, the zone and the instant are arguments (``docs/php-compat.md`` §2).
 """
 
 from __future__ import annotations

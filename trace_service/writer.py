@@ -7,7 +7,7 @@
                   metadata={"target_id": 3}, route_name="admins.list")   # -> bool, never raises
     writer.flush(timeout=2.0); writer.close(timeout=2.0); writer.stats()
 
-Promises (``design.md``, "Writer library"):
+Promises (``docs/design.md``, "Writer"):
 
 * **Never raises, never blocks.** ``record()`` catches ``Exception`` (``KeyboardInterrupt`` and
   ``SystemExit`` pass). In ``thread`` mode it validates, freezes the metadata and appends to a

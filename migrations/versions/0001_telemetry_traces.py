@@ -1,6 +1,6 @@
 """Create telemetry_traces in the governance layout A, or adopt an existing A/B table.
 
-``spec/php-compat.md`` §1: a PHP deployment may already have the table, in either layout, full of
+``docs/php-compat.md`` §1: a PHP deployment may already have the table, in either layout, full of
 rows. Then this revision changes nothing in it; it only notes in ``trace_schema_owned`` whether we
 created the table, so that downgrade drops only a table that is ours.
 

@@ -1,4 +1,4 @@
-"""PHP-compatible hashing (spec/php-compat.md §3), against vectors from the specification."""
+"""PHP-compatible hashing (docs/php-compat.md §3), against vectors from the specification."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from governance.hashing import (
 
 ROOT_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 KEYRING = Keyring.from_json(f'[{{"id": "k1", "key": "{ROOT_HEX}"}}]', "k1")
-# Computed by PHP's hash_hmac on this machine (spec §6).
+# Computed by PHP's hash_hmac on this machine (docs/php-compat.md §6).
 PHP_VECTOR = "dbd64f6ac7c11c943fbf0964ec329bac84d7ef7553121c7fdbd906a28f63decf"
 
 

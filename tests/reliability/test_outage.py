@@ -1,6 +1,6 @@
 """The database goes away under a loaded writer, then comes back.
 
-Promises checked (design.md, "Never raises, never blocks", "Observable loss"):
+Promises checked (docs/design.md, "Writer"; the README's table of the writer's promises):
 no exception reaches a caller; a caller's p99 cost while the database is down stays near its
 cost while it is up (the breaker short-circuits); ``written + dropped == submitted`` exactly;
 writing resumes by itself within seconds of the database coming back; no thread or connection

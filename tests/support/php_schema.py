@@ -1,4 +1,4 @@
-"""The PHP application's own DDL for telemetry_traces (``spec/php-compat.md`` §1), for tests
+"""The PHP application's own DDL for telemetry_traces (``docs/php-compat.md`` §1), for tests
 that need a table we did not create."""
 
 from __future__ import annotations

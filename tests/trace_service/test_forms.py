@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from trace_service.forms import MAX_FIELDS, FormError, parse_php_form
 
-# Exactly what PHP 8.2's http_build_query produced on this machine (spec §6).
+# Exactly what PHP 8.2's http_build_query produced on this machine (docs/php-compat.md §6).
 PHP_BODY = ("event_key=auth_login_failure&severity=warning&metadata%5Buser_id%5D=5"
             "&metadata%5Btags%5D%5B0%5D=a&metadata%5Btags%5D%5B1%5D=b&metadata%5Bpassword%5D=hunter2")
 

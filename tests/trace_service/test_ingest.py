@@ -21,7 +21,7 @@ from trace_service.reader import StoredTrace, read_traces
 
 URL = "/api/telemetry/traces"
 V4 = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
-PHP_FORM = PHP_BODY  # what PHP's http_build_query wrote on this machine (spec §6)
+PHP_FORM = PHP_BODY  # what PHP's http_build_query wrote on this machine (docs/php-compat.md §6)
 
 
 @dataclass

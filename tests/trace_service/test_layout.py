@@ -1,4 +1,4 @@
-"""Layout detection from column names (spec/php-compat.md §1)."""
+"""Layout detection from column names (docs/php-compat.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metadata bytes must equal PHP's json_encode output (spec/php-compat.md §2, §6)."""
+"""Metadata bytes must equal PHP's json_encode output (docs/php-compat.md §2, §6)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def php_encode(value: object) -> str | None:
     return encode_metadata(freeze(value))
 
 
-# Bytes produced by PHP 8.2's json_encode on this machine (spec §6).
+# Bytes produced by PHP 8.2's json_encode on this machine (docs/php-compat.md §6).
 @pytest.mark.parametrize(
     ("value", "php_bytes"),
     [

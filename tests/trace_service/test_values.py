@@ -1,4 +1,4 @@
-"""Severity, timestamp and length rules (spec/php-compat.md §2)."""
+"""Severity, timestamp and length rules (docs/php-compat.md §2)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_timestamps_are_wall_clock_text_in_the_table_zone() -> None:
     instant = datetime(2026, 11, 24, 5, 17, 13, 739142, tzinfo=UTC)
     ns = int(instant.timestamp()) * 1_000_000_000 + 739142 * 1000
     assert TimestampFormatter("UTC").format_ns(ns) == "2026-11-24 05:17:13.739142"
-    # Cairo is UTC+2 in November (spec §6: PHP sent '2026-11-24 07:17:13.739142').
+    # Cairo is UTC+2 in November (docs/php-compat.md §6: PHP sent '2026-11-24 07:17:13.739142').
     assert TimestampFormatter("Africa/Cairo").format_ns(ns) == "2026-11-24 07:17:13.739142"
 
 
