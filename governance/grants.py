@@ -213,23 +213,30 @@ def check_grants(
 
 
 SERVICE_TABLES = ("telemetry_traces",)
+# The tables our migrations create for the service itself (keys, event ids, the job ledger,
+# stored reports, counter snapshots). tests/governance/test_grants.py checks this list against
+# the migrated schema, so a new table cannot be forgotten here.
+WORKING_TABLES = ("trace_ingest_keys", "trace_ingest_events", "trace_job_runs", "trace_reports",
+                  "trace_counter_snapshots")
 OWN_TABLES = ("alembic_version", "trace_schema_owned")
 
 
 def grant_statements(user: str, host: str, database: str, *, ddl: bool = False) -> list[str]:
     """GRANTs for a telemetry user: its own tables only, nothing at all on audit_logs.
 
+    DML on ``telemetry_traces`` (UPDATE for the leak scan's ``--fix``, DELETE for pruning and
+    erasure) and on the service's working tables; the migration bookkeeping read-only.
     ``ddl`` adds what migrations and partition maintenance need on the same tables (CREATE,
     ALTER, DROP, INDEX), for a DBA who runs those as this user.
     """
     account = f"'{user}'@'{host}'"
     statements = [f"-- telemetry user {account}: no privilege of any kind on audit_logs"]
-    dml = "SELECT, INSERT, DELETE"
+    dml = "SELECT, INSERT, UPDATE, DELETE"
     extra = ", CREATE, ALTER, DROP, INDEX" if ddl else ""
-    for table in SERVICE_TABLES:
+    for table in SERVICE_TABLES + WORKING_TABLES:
         statements.append(f"GRANT {dml}{extra} ON `{database}`.`{table}` TO {account};")
     for table in OWN_TABLES:
-        privileges = "SELECT, INSERT, UPDATE, DELETE" + extra if ddl else "SELECT"
+        privileges = dml + extra if ddl else "SELECT"
         statements.append(f"GRANT {privileges} ON `{database}`.`{table}` TO {account};")
     statements.append(
         f"-- never: GRANT ... ON `{database}`.* or *.* (a database-wide grant covers audit_logs)")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from governance.grants import (
+    OWN_TABLES,
+    SERVICE_TABLES,
+    WORKING_TABLES,
     Grant,
     audit_write_privileges,
     check_grants,
@@ -18,11 +22,17 @@ from governance.grants import (
     parse_grant,
     redact,
 )
+from jobs.erasure import Subject, erase
+from jobs.leak_scan import run_scan
+from jobs.policy import load_retention_policy
+from jobs.retention import prune_job
 from trace_service import migrate
 from trace_service.app import create_app
 from trace_service.config import DatabaseURL, TestingConfig
 from trace_service.db import create_engine
 from trace_service.errors import ConfigError
+from trace_service.reader import read_traces
+from trace_service.writer import masker_from_config
 
 
 @pytest.mark.parametrize(
@@ -166,11 +176,53 @@ def test_cli_prints_grants_and_rejects_bad_names(sqlite_url: str) -> None:
         runner = app.test_cli_runner()
         result = runner.invoke(args=["guard", "grants", "--user", "telemetry", "--database", "app"])
         assert result.exit_code == 0
-        assert "GRANT SELECT, INSERT, DELETE ON `app`.`telemetry_traces`" in result.output
+        assert "GRANT SELECT, INSERT, UPDATE, DELETE ON `app`.`telemetry_traces`" in result.output
         bad = runner.invoke(args=["guard", "grants", "--user", "x'; DROP", "--database", "app"])
         assert bad.exit_code == 2 and "--user" in bad.output and "letters, digits" in bad.output
         na = runner.invoke(args=["guard", "check-grants"])
         assert na.exit_code == 0 and "not applicable" in na.output and "SQLite" in na.output
     finally:
         app.extensions["trace_writer"].close(1)
+        app.extensions["trace_engine"].dispose()
+
+
+def test_the_printed_grants_cover_every_table_the_migrations_create(
+        account: tuple[str, str, Engine]) -> None:
+    _, _, engine = account
+    granted = set(SERVICE_TABLES + WORKING_TABLES + OWN_TABLES)
+    assert set(sa.inspect(engine).get_table_names()) == granted
+
+
+def test_the_service_does_its_work_with_only_the_printed_grants(
+        account: tuple[str, str, Engine]) -> None:
+    # A user set up by the printed GRANTs must be able to run the service: ingest (keys, event
+    # ids, the writer), the leak scan's --fix, pruning with its ledger row, and erasure.
+    user, _, engine = account
+    database = engine.url.database or ""
+    run_as_root(engine, [s.rstrip(";") for s in grant_statements(user, "%", database)
+                         if s.startswith("GRANT")])
+    url = engine.url.set(username=user, password=None).render_as_string(hide_password=False)
+    app = create_app(TestingConfig(database_url=DatabaseURL(url), key_cache_seconds=0))
+    try:
+        _, key = app.extensions["trace_keys"].create("grants-test", ["ingest"])
+        event = {"event_key": "granted", "event_id": str(uuid.uuid4()),
+                 "metadata": {"note": "Authorization: Bearer abcdEFGH1234ijkl5678mnop"}}
+        client = app.test_client()
+        erased = {"event_key": "erased", "actor_admin_id": 99}
+        assert client.post("/api/telemetry/traces", json=erased,
+                           headers={"Authorization": f"Bearer {key}"}).status_code == 202
+        for expected in ("accepted", "duplicate"):
+            response = client.post("/api/telemetry/traces", json=event,
+                                   headers={"Authorization": f"Bearer {key}"})
+            assert response.json["status"] == expected, response.json
+            assert app.extensions["trace_writer"].flush(10)
+        user_engine = app.extensions["trace_engine"]
+        run_scan(user_engine, masker_from_config(TestingConfig()), fix=True)
+        now = datetime.now(UTC)
+        record = prune_job(user_engine, load_retention_policy(), "UTC", now)
+        assert record.status == "ok", record.error
+        assert erase(user_engine, Subject(actor_id=99), None, dry_run=False).deleted == 1
+        assert [t.event_key for t in read_traces(user_engine)] == ["granted"]
+    finally:
+        app.extensions["trace_writer"].close(2)
         app.extensions["trace_engine"].dispose()
