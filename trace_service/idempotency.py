@@ -8,7 +8,7 @@ a client's retry is stored. Two gunicorn workers or hosts writing the same id at
 primary key of ``trace_ingest_events``: the second waits for the first transaction and then sees
 the id (stored once), or, if the first rolled back, claims it itself.
 
-The HTTP endpoint only *reads* (:func:`already_stored`): it answers ``duplicate`` when the first
+The HTTP endpoint only *reads* (:func:`stored_ids`): it answers ``duplicate`` when the first
 copy is committed. A retry that arrives while the first copy is still queued is answered
 ``accepted`` and deduplicated by the sink (counted as ``duplicates``, neither written nor lost).
 
@@ -28,9 +28,10 @@ from sqlalchemy.engine import Connection, Engine
 
 TABLE = "trace_ingest_events"
 
-_SELECT = sa.text(f"SELECT 1 FROM {TABLE} WHERE event_id = :id AND seen_at >= :old")
-_RENEW = sa.text(f"UPDATE {TABLE} SET seen_at = :now WHERE event_id = :id AND seen_at < :old")
-_FORGET = sa.text(f"DELETE FROM {TABLE} WHERE seen_at < :old")
+_SELECT = sa.text(f"SELECT event_id FROM {TABLE} WHERE event_id IN :ids AND seen_at >= :old"
+                  ).bindparams(sa.bindparam("ids", expanding=True))
+_RENEW = sa.text(f"UPDATE {TABLE} SET seen_at = :now WHERE event_id = :id")
+_FORGET_BATCH = 10_000  # rows per DELETE, so a backlog after an outage never holds long locks
 
 
 def utc_now() -> datetime:
@@ -38,12 +39,15 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def already_stored(engine: Engine, event_id: UUID | str, window_seconds: float,
-                   now: datetime | None = None) -> bool:
-    """True when a trace with ``event_id`` was committed within the window (read only)."""
+def stored_ids(engine: Engine, event_ids: Iterable[UUID | str], window_seconds: float,
+               now: datetime | None = None) -> set[str]:
+    """Those of ``event_ids`` whose trace was committed within the window (read only)."""
+    ids = sorted({str(event_id) for event_id in event_ids})
+    if not ids:
+        return set()
     old = (now or utc_now()) - timedelta(seconds=window_seconds)
     with engine.connect() as conn:
-        return conn.execute(_SELECT, {"id": str(event_id), "old": old}).first() is not None
+        return set(conn.execute(_SELECT, {"ids": ids, "old": old}).scalars())
 
 
 def claim(conn: Connection, event_ids: Iterable[str], window_seconds: float,
@@ -51,23 +55,46 @@ def claim(conn: Connection, event_ids: Iterable[str], window_seconds: float,
     """Remember ``event_ids`` in ``conn``'s transaction; returns those that were new (or
     expired) and whose traces must be stored. The others are duplicates.
 
-    Ids are claimed in sorted order, so two transactions claiming overlapping ids lock them
-    in the same order and cannot deadlock on them.
+    Each id is first read with ``FOR UPDATE`` (an exclusive lock from the start: two claimers
+    of a stored id queue behind each other instead of both holding a shared lock and then
+    both asking for an exclusive one, which InnoDB resolves as a deadlock), then inserted with
+    ``IGNORE`` if absent or renewed if expired. On MySQL the caller runs this in READ COMMITTED
+    (``TraceSink``), where a locking read of an absent key takes no gap lock: two claimers of a
+    new id meet on the primary key, the second waits and then sees a duplicate. Ids are claimed
+    in sorted order, so transactions with several ids lock them in one order.
     """
+    dialect = conn.dialect.name
+    lock = "" if dialect == "sqlite" else " FOR UPDATE"
+    select = sa.text(f"SELECT CASE WHEN seen_at < :old THEN 1 ELSE 0 END FROM {TABLE} "
+                     f"WHERE event_id = :id{lock}")
     insert = sa.text(f"INSERT {_ignore(conn)} INTO {TABLE} (event_id, seen_at) VALUES (:id, :now)")
     old = now - timedelta(seconds=window_seconds)
     claimed: set[str] = set()
     for event_id in sorted(set(event_ids)):
         params = {"id": event_id, "now": now, "old": old}
-        if conn.execute(insert, params).rowcount or conn.execute(_RENEW, params).rowcount:
+        expired = conn.execute(select, params).scalar()
+        if expired is None:
+            # rowcount of INSERT IGNORE is 1 or 0 (a claimer that committed meanwhile).
+            if conn.execute(insert, params).rowcount:
+                claimed.add(event_id)
+        elif expired:
+            conn.execute(_RENEW, params)
             claimed.add(event_id)
     return claimed
 
 
 def forget_expired(engine: Engine, window_seconds: float, now: datetime) -> int:
-    """Delete the ids older than the window; returns how many."""
-    with engine.begin() as conn:
-        return int(conn.execute(_FORGET, {"old": now - timedelta(seconds=window_seconds)}).rowcount)
+    """Delete the ids older than the window, in bounded statements; returns how many."""
+    limit = "" if engine.dialect.name == "sqlite" else f" LIMIT {_FORGET_BATCH}"
+    forget = sa.text(f"DELETE FROM {TABLE} WHERE seen_at < :old{limit}")
+    old = now - timedelta(seconds=window_seconds)
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            deleted = int(conn.execute(forget, {"old": old}).rowcount)
+        total += deleted
+        if not limit or deleted < _FORGET_BATCH:
+            return total
 
 
 def _ignore(conn: Connection) -> str:

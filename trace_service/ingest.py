@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from trace_service import context
 from trace_service.config import Config
-from trace_service.idempotency import already_stored
+from trace_service.idempotency import stored_ids
 from trace_service.ingest_body import BodyLimits, IngestError, decode_body
 from trace_service.ingest_schema import load_trace
 from trace_service.keys import ApiKey, KeyStore
@@ -124,9 +124,8 @@ def _stored_ids(loaded: list[dict[str, Any]], window: float) -> set[str]:
            if "data" in entry and entry["data"]["event_id"] is not None}
     if not ids or window <= 0:
         return set()
-    engine = current_app.extensions["trace_engine"]
     try:
-        return {event_id for event_id in sorted(ids) if already_stored(engine, event_id, window)}
+        return stored_ids(current_app.extensions["trace_engine"], ids, window)
     except SQLAlchemyError:
         raise IngestError(503, "the trace database is unavailable: nothing was stored; retry "
                                "after the Retry-After delay", 5.0) from None

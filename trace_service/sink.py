@@ -231,7 +231,7 @@ def describe(exc: BaseException) -> str:
 _ROW_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError)
 # Raised by the driver before anything is sent, e.g. a string holding a lone surrogate, which
 # has no UTF-8 form: the row is invalid, not the database.
-_ENCODING_ERRORS = (UnicodeError, ValueError, TypeError)
+_ENCODING_ERRORS = (UnicodeError,)
 
 
 class TraceSink:
@@ -338,6 +338,10 @@ class TraceSink:
         result.duplicates += duplicates
 
     def _unavailable(self, exc: sa_exc.SQLAlchemyError, count: int, result: WriteResult) -> None:
+        if db.error_code(exc) == _ER_LOCK_DEADLOCK:
+            # Lost every retry to lock contention: the database is busy, not down.
+            result.drop(DB_ERROR, count, describe(exc))
+            return
         if isinstance(exc, sa_exc.ProgrammingError | sa_exc.OperationalError):
             # The table may have been dropped or altered: look again at the next probe.
             self._layout = None
@@ -360,24 +364,32 @@ class TraceSink:
     def _insert(self, rows: list[tuple[Any, ...]], ids: list[str | None]) -> int:
         """Insert ``rows`` in one transaction, skipping those whose event id is already stored
         (claimed in the same transaction); returns how many were skipped."""
-        claimed_any = False
-        with self.engine.begin() as conn:
-            if any(ids):
-                rows = self._claimed_rows(conn, rows, ids)
-                claimed_any = True
-            if rows and self._literal_batches:
-                # no_parameters: the driver must not %-format a statement that holds data.
-                literal = conn.execution_options(no_parameters=True)
-                # Our engines' sessions never have NO_BACKSLASH_ESCAPES (trace_service.sql_modes),
-                # but an engine passed in may: escape as this session reads, like PyMySQL does.
-                plain = not backslash_escapes_off(literal.connection.dbapi_connection)
-                for statement in mysql_statements(self._prefix, rows, backslash_escapes=plain):
-                    literal.exec_driver_sql(statement)
-            elif rows:
-                conn.exec_driver_sql(self._sql, rows if len(rows) > 1 else rows[0])
+        claimed_any = any(ids)
+        with self.engine.connect() as conn:
+            if claimed_any and self._literal_batches:
+                # No gap locks for the claim's locking reads (trace_service.idempotency.claim);
+                # the pool resets the level when the connection is returned.
+                conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                if claimed_any:
+                    rows = self._claimed_rows(conn, rows, ids)
+                self._insert_rows(conn, rows)
         if claimed_any and _dice.random() < 1 / _FORGET_EVERY:
             self._forget_expired()
         return len(ids) - len(rows)
+
+    def _insert_rows(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """The batch's multi-row INSERT (PyMySQL: literal text; SQLite: executemany)."""
+        if rows and self._literal_batches:
+            # no_parameters: the driver must not %-format a statement that holds data.
+            literal = conn.execution_options(no_parameters=True)
+            # Our engines' sessions never have NO_BACKSLASH_ESCAPES (trace_service.sql_modes),
+            # but an engine passed in may: escape as this session reads, like PyMySQL does.
+            plain = not backslash_escapes_off(literal.connection.dbapi_connection)
+            for statement in mysql_statements(self._prefix, rows, backslash_escapes=plain):
+                literal.exec_driver_sql(statement)
+        elif rows:
+            conn.exec_driver_sql(self._sql, rows if len(rows) > 1 else rows[0])
 
     def _claimed_rows(self, conn: Connection, rows: list[tuple[Any, ...]],
                       ids: list[str | None]) -> list[tuple[Any, ...]]:

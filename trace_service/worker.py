@@ -109,14 +109,27 @@ class Worker:
             self.wake.wait(self.config.flush_interval)
             self.wake.clear()
             return True
-        try:
-            result = self.sink.write(batch)
-        except Exception as exc:  # noqa: BLE001 - write() should never raise; if it does, the
-            # batch is still settled, or it would stay pending for ever and flush() would hang.
-            result = WriteResult(dropped=Counter({INTERNAL_ERROR: len(batch)}),
-                                 last_error=f"{type(exc).__name__} in the sink")
-        self._settle(result)
+        self._settle(self._write(batch))
         return True
+
+    def _write(self, batch: list[TraceItem]) -> WriteResult:
+        """The sink's result for ``batch``. ``write()`` should never raise; if it does, the
+        batch is still settled (as ``internal_error``), or it would stay pending for ever and
+        ``flush()`` would hang."""
+        try:
+            return self.sink.write(batch)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            return WriteResult(dropped=Counter({INTERNAL_ERROR: len(batch)}),
+                               last_error=f"{type(exc).__name__} in the sink")
+
+    def discard_unless_started(self) -> bool:
+        """After a failed :meth:`start`: drop what is queued (``no_thread``), unless another
+        caller started the thread meanwhile (then it will write them); True if dropped."""
+        with self._start_lock:
+            if self.thread is not None:
+                return False
+            self.queue.discard(NO_THREAD)
+            return True
 
     def _probe(self) -> None:
         if not self.breaker.try_half_open(time.monotonic()):
@@ -158,6 +171,6 @@ class Worker:
                 # (through _settle it closed the breaker, so every other call paid a timeout).
                 self.queue.settle(WriteResult(dropped=Counter({CIRCUIT_OPEN: 1})))
                 return False
-        result = self.sink.write([item])
+        result = self._write([item])
         self._settle(result)
         return result.written == 1

@@ -202,24 +202,23 @@ class TraceWriter:
             if self.strict:
                 self._raise_if_lost()
             return written
-        try:
-            return self._enqueue(item)
-        except Exception as exc:  # noqa: BLE001 - a bug here must not reach the caller either
-            return self._drop(INTERNAL_ERROR, exc)
+        return self._enqueue(item)
 
     def _enqueue(self, item: TraceItem) -> bool:
         queue, worker = self._queue, self._worker
         if not queue.put(item):
             return self._drop(QUEUE_FULL)
-        if worker.thread is None and not worker.start():
-            # Nothing would ever write what is queued: count it all as lost now, so flush()
-            # does not wait for it, and try the thread again on a later record.
-            queue.discard(NO_THREAD)
-            return False
-        if len(queue) >= self.config.batch_size and not worker.wake.is_set():
-            worker.wake.set()
-        if self._closed:  # close() ran between our check in record() and the append
-            queue.discard(SHUTDOWN)
+        try:
+            # Nothing would ever write what is queued without the thread: count it all as lost
+            # now, so flush() does not wait for it; a later record tries the thread again.
+            if worker.thread is None and not worker.start() and worker.discard_unless_started():
+                return False
+            if len(queue) >= self.config.batch_size and not worker.wake.is_set():
+                worker.wake.set()
+            if self._closed:  # close() ran between our check in record() and the append
+                queue.discard(SHUTDOWN)
+        except Exception as exc:  # noqa: BLE001 - the item is queued: it is counted when taken
+            self._log.log(logging.ERROR, INTERNAL_ERROR, "trace writer error after queueing: %r", exc)
         return True
 
     def _drop(self, reason: str, exc: BaseException | None = None) -> bool:

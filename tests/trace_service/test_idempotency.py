@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.trace_service.test_ingest import Ingest, make_ingest
-from trace_service import idempotency
-from trace_service.db import is_mysql
+from trace_service import idempotency, migrate
+from trace_service.db import create_engine, is_mysql
 from trace_service.sink import TraceItem, TraceSink
 
 WINDOW = 3600.0
@@ -152,11 +152,11 @@ def test_an_id_is_a_duplicate_inside_the_window_and_new_after_it(
 
     assert claim(start)
     assert not claim(start + timedelta(seconds=window / 2))
-    assert idempotency.already_stored(migrated_engine, event_id, window, now=start)
+    assert idempotency.stored_ids(migrated_engine, [event_id], window, now=start) == {event_id}
     assert claim(start + timedelta(seconds=window + 1))  # forgotten, then remembered anew
     assert not claim(start + timedelta(seconds=window + 2))
     later = start + timedelta(seconds=3 * window + 2)  # past the renewed claim's window
-    assert not idempotency.already_stored(migrated_engine, event_id, window, now=later)
+    assert idempotency.stored_ids(migrated_engine, [event_id], window, now=later) == set()
     assert idempotency.forget_expired(migrated_engine, window, later) == 1
 
 
@@ -166,4 +166,50 @@ def test_a_claim_rolled_back_with_its_rows_is_not_remembered(migrated_engine: En
     with pytest.raises(RuntimeError), migrated_engine.begin() as conn:
         assert idempotency.claim(conn, [event_id], WINDOW, now) == {event_id}
         raise RuntimeError("the rows' INSERT failed")
-    assert not idempotency.already_stored(migrated_engine, event_id, WINDOW, now=now)
+    assert idempotency.stored_ids(migrated_engine, [event_id], WINDOW, now=now) == set()
+
+
+def race_claims(engine: Engine, ids: list[str], claimers: int, now: datetime) -> list[set[str]]:
+    """``claimers`` transactions (READ COMMITTED, as the sink runs them) claiming ``ids`` at
+    once; what each claimed. Any error, such as a deadlock, is raised."""
+    barrier = threading.Barrier(claimers)
+    won: list[set[str]] = []
+    errors: list[BaseException] = []
+
+    def claim_all() -> None:
+        try:
+            with engine.connect() as conn:
+                conn.execution_options(isolation_level="READ COMMITTED")
+                with conn.begin():
+                    barrier.wait(10)
+                    won.append(idempotency.claim(conn, ids, WINDOW, now))
+        except BaseException as exc:  # noqa: BLE001 - raised in the test's thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claim_all) for _ in range(claimers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    if errors:
+        raise errors[0]
+    return won
+
+
+def test_concurrent_claims_of_stored_and_new_ids_never_deadlock(mariadb_url: str) -> None:
+    # Four transactions at a time claim the same ids, some already stored, some new, as four
+    # writers would when a client re-sends a batch to several workers. A deadlock (1213) would
+    # raise out of claim() here: the sink's retry is not in this path.
+    engine = create_engine(mariadb_url, pool_size=4)
+    migrate.upgrade(engine)
+    now = datetime(2030, 1, 1, 0, 0, 0)
+    try:
+        for _ in range(25):
+            stored = sorted(str(uuid.uuid4()) for _ in range(2))
+            with engine.begin() as conn:
+                assert idempotency.claim(conn, stored, WINDOW, now) == set(stored)
+            new = sorted(str(uuid.uuid4()) for _ in range(2))
+            won = race_claims(engine, stored + new, 4, now)
+            assert sorted(i for claimed in won for i in claimed) == new  # each new id once
+    finally:
+        engine.dispose()

@@ -402,3 +402,20 @@ def test_a_string_without_a_utf8_form_costs_only_its_row(
     stats = writer.stats()
     assert (stats.written, stats.dropped_by_reason["invalid"], stats.pending) == (2, 1, 0)
     assert "\udc80" not in (stats.last_error or "")
+
+
+@pytest.mark.parametrize("mode", ["thread", "inline"])
+def test_a_sink_bug_is_counted_and_never_reaches_the_caller(
+    migrated_engine: Engine, make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    writer = make_writer(strict=False, writer_mode=mode)
+
+    def broken(items: object) -> None:
+        raise KeyError("a bug in the sink")
+
+    monkeypatch.setattr(writer._sink, "write", broken)
+    accepted = writer.record("sink.bug")
+    assert writer.flush(5)  # nothing left pending for ever
+    stats = writer.stats()
+    assert accepted is (mode == "thread")
+    assert (stats.submitted, stats.pending, stats.dropped_by_reason["internal_error"]) == (1, 0, 1)
