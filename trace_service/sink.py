@@ -178,7 +178,9 @@ def _row_literal(row: tuple[Any, ...]) -> str:
 def _row_literal_no_backslash(row: tuple[Any, ...]) -> str:
     """:func:`_row_literal` for a session with ``NO_BACKSLASH_ESCAPES``: there only ``'`` ends a
     literal, and every other character (NUL, ``\\``, newline) stands for itself (PyMySQL's
-    ``Connection._escape_string`` in that mode: ``'`` doubled, nothing else)."""
+    ``Connection._escape_string`` in that mode: ``'`` doubled, nothing else). A twin of
+    :func:`_row_literal` on purpose: one function testing the mode per value would tax every
+    value of every row on the common path (bench/writer.py)."""
     parts = []
     for value in row:
         if value is None:
