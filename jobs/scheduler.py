@@ -141,6 +141,12 @@ class RetentionScheduler:
         finally:
             self.is_leader.clear()
             self._job_stop.set()
+            # APScheduler 3's shutdown() flags the scheduler stopped before it takes the job-store
+            # lock, so a pass in progress that removes a finished (date-trigger) job then finds no
+            # such job and raises JobLookupError in the scheduler's thread. remove_all_jobs()
+            # waits for that pass under the same lock and leaves later passes nothing to remove;
+            # running jobs are not interrupted, and shutdown still waits for them.
+            scheduler.remove_all_jobs()
             scheduler.shutdown(wait=True)
 
     def _run_job(self) -> None:
