@@ -1,8 +1,9 @@
 """The retention scheduler: APScheduler 3, built in one place, run as its own process.
 
 ``flask jobs run-scheduler`` runs :meth:`RetentionScheduler.run`. Every host may run one; only
-the holder of the MySQL named lock ``telemetry_traces.scheduler`` schedules (the others wait
-on standby and take over within ``leader_retry`` seconds when the leader's connection ends).
+the holder of the MySQL named lock ``<database>.telemetry_traces.scheduler`` schedules (the
+others wait on standby and take over within ``leader_retry`` seconds when the leader's
+connection ends).
 The leader checks every ``leader_check`` seconds that the lock is still its own, and stops
 scheduling at once when it is not.
 
