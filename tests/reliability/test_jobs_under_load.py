@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -48,13 +48,15 @@ def _final(process: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 def test_pruning_under_full_write_load(behind: Behind) -> None:
+    policy = load_retention_policy()
+    cutoff = retention_cutoff(datetime.now(UTC), policy.days, "UTC")
+    # Expired by a month whatever the day (the writer's rows carry the real clock).
+    expired_from = format_wall(cutoff - timedelta(days=30))
     with behind.engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO telemetry_traces (event_key, severity, metadata, created_at) "
             "SELECT 'old.row', 'info', CONCAT('{\"i\":', seq, '}'), "
-            f"TIMESTAMP('2026-09-01') + INTERVAL seq SECOND FROM seq_1_to_{EXPIRED_ROWS}")
-    policy = load_retention_policy()
-    cutoff = retention_cutoff(datetime.now(UTC), policy.days, "UTC")
+            f"TIMESTAMP('{expired_from}') + INTERVAL seq SECOND FROM seq_1_to_{EXPIRED_ROWS}")
 
     alone = _final(_load(behind.url, LOAD_SECONDS))  # the writer's rate with nothing else running
     load = _load(behind.url, LOAD_SECONDS)
