@@ -1,8 +1,9 @@
 """The retention scheduler: APScheduler 3, built in one place, run as its own process.
 
 ``flask jobs run-scheduler`` runs :meth:`RetentionScheduler.run`. Every host may run one; only
-the holder of the MySQL named lock ``telemetry_traces.scheduler`` schedules (the others wait
-on standby and take over within ``leader_retry`` seconds when the leader's connection ends).
+the holder of the MySQL named lock ``<database>.telemetry_traces.scheduler`` schedules (the
+others wait on standby and take over within ``leader_retry`` seconds when the leader's
+connection ends).
 The leader checks every ``leader_check`` seconds that the lock is still its own, and stops
 scheduling at once when it is not.
 
@@ -141,6 +142,12 @@ class RetentionScheduler:
         finally:
             self.is_leader.clear()
             self._job_stop.set()
+            # APScheduler 3's shutdown() flags the scheduler stopped before it takes the job-store
+            # lock, so a pass in progress that removes a finished (date-trigger) job then finds no
+            # such job and raises JobLookupError in the scheduler's thread. remove_all_jobs()
+            # waits for that pass under the same lock and leaves later passes nothing to remove;
+            # running jobs are not interrupted, and shutdown still waits for them.
+            scheduler.remove_all_jobs()
             scheduler.shutdown(wait=True)
 
     def _run_job(self) -> None:

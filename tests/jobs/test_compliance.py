@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from datetime import UTC, date
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Engine
 from governance.masking import Masker
 from governance.policy import DEFAULT_POLICY_DIR, load_masking_policy
 from governance.report_store import get_report
+from governance.reports import Period
 from jobs.compliance import ReportInputs, expected_runs, gather, generate, previous_week
 from jobs.erasure import Subject, erase
 from jobs.leak_scan import run_scan
@@ -177,9 +179,10 @@ def test_erasure_by_email_removes_both_sides_rows_only(seeded: tuple[Engine, See
     assert [r.record.status for r in runs] == ["dry_run", "ok"]
     assert "alice" not in (runs[1].record.details or "").lower()
 
-    # The next report lists the erasure (the ledger's times are now, so report on today).
-    today = PERIOD.__class__(NOW.date(), NOW.date())
-    report = generate(engine, today, _inputs(zone), _now()).report  # type: ignore[arg-type]
+    # The next report lists the erasure. erase() stamps its ledger rows with the real clock, so
+    # the report covers the table-zone days those stamps fall on, made now: never a fixed date.
+    days = [r.record.started_at.replace(tzinfo=UTC).astimezone(ZoneInfo(zone)).date() for r in runs]
+    report = generate(engine, Period(min(days), max(days)), _inputs(zone), datetime.now(UTC)).report
     assert [(e["status"], e["rows_deleted"]) for e in report["erasures"]][-2:] == [("dry_run", 0), ("ok", 3)]
 
 
@@ -216,15 +219,11 @@ def test_gather_says_what_it_could_not_read(sqlite_url: str) -> None:
     ("2026-11-29T23:00:00+00:00", "Pacific/Kiritimati", "2026-11-23", "2026-11-29"),
 ])
 def test_previous_week(now: str, zone: str, first: str, last: str) -> None:
-    from datetime import datetime
-
     period = previous_week(datetime.fromisoformat(now), zone)
     assert (period.first_day.isoformat(), period.last_day.isoformat()) == (first, last)
 
 
 def test_expected_runs_across_a_dst_change() -> None:
-    from datetime import datetime
-
     # Berlin falls back on 2026-10-25: every day still has its 03:15, seven days, seven runs.
     start, end = datetime(2026, 10, 21, 22), datetime(2026, 10, 28, 23)
     assert expected_runs(("03:15",), "Europe/Berlin", start, end) == 7
@@ -261,7 +260,7 @@ def test_erasure_finds_rows_hashed_with_a_retired_key(seeded: tuple[Engine, Seed
                       unique=True))
 def test_expected_runs_is_one_per_time_per_local_day(zone: str, first: date, days: int,
                                                      times: list[str]) -> None:
-    from datetime import datetime, timedelta
+    from datetime import timedelta
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo(zone)

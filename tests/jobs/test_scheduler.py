@@ -56,7 +56,9 @@ def test_two_schedulers_started_together_run_the_job_once(php_table: Callable[[s
             thread.join(10)
         for engine in engines:
             engine.dispose()
-    (row,) = read_runs(create_engine(mariadb_url))
+    rows = read_runs(create_engine(mariadb_url))
+    assert len(rows) == 1, [r.record for r in rows]
+    (row,) = rows
     assert row.record.job == "retention" and row.record.status == "ok"
     assert sum(s.counts["ok"] for s in schedulers) == 1
 
