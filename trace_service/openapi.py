@@ -95,7 +95,11 @@ DOCUMENT: dict[str, Any] = {
                 "dropped": {"type": "integer"},
                 "items": {"type": "array", "items": {"type": "object", "properties": {
                     "index": {"type": "integer"},
-                    "status": {"enum": ["accepted", "duplicate", "rejected", "dropped"]},
+                    "status": {"enum": ["accepted", "duplicate", "rejected", "dropped"],
+                               "description": "duplicate: a trace with this event_id is already "
+                                              "stored (the first copy was committed); a copy "
+                                              "answered accepted is stored at most once per "
+                                              "event_id"},
                     "errors": {"type": "object"}, "event_id": {"type": "string"}}}}}},
         },
     },
