@@ -21,11 +21,10 @@ from sqlalchemy.engine import Engine
 from governance.errors import ConfigError, MaintenanceError
 from jobs.partitions import CATCH_ALL, CatchAll, Partition
 from jobs.policy import PartitionPolicy
-from trace_service.db import error_code, is_mysql
+from trace_service.db import ER_LOCK_WAIT_TIMEOUT, error_code, is_mysql
 from trace_service.layout import TABLE_NAME, Layout
 
 logger = logging.getLogger("jobs.ddl")
-LOCK_WAIT_TIMEOUT = 1205
 
 
 def require_mysql(engine: Engine) -> None:
@@ -125,7 +124,7 @@ def run_ddl(engine: Engine, sql: str, policy: PartitionPolicy,
                     conn.commit()
                 return waited
             except sa.exc.OperationalError as exc:
-                if error_code(exc) != LOCK_WAIT_TIMEOUT:
+                if error_code(exc) != ER_LOCK_WAIT_TIMEOUT:
                     raise
                 waited += time.perf_counter() - began
                 logger.warning("DDL waited %ss for the metadata lock (attempt %d); backing off",

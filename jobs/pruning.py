@@ -31,13 +31,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from jobs.cutoff import format_wall, wall_text
 from jobs.policy import PrunePolicy
-from trace_service.db import error_code, is_mysql
+from trace_service.db import ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, error_code, is_mysql
 from trace_service.layout import TABLE_NAME, Layout
 
 logger = logging.getLogger("jobs.pruning")
 
 # MySQL error codes a batch retries on: lock wait timeout, deadlock.
-RETRYABLE = frozenset({1205, 1213})
+RETRYABLE = frozenset({ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK})
 MAX_RETRIES = 5
 # Aim below the budget, so an ordinary batch leaves room for the disk's occasional stall.
 HEADROOM = 0.7

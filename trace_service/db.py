@@ -84,6 +84,12 @@ def is_mysql(engine: Engine) -> bool:
     return engine.dialect.name in {"mysql", "mariadb"}
 
 
+# The MySQL/MariaDB error codes the project acts on (see error_code()).
+ER_LOCK_WAIT_TIMEOUT = 1205
+ER_LOCK_DEADLOCK = 1213  # the whole transaction was rolled back: running it again is safe
+CR_SERVER_LOST = 2013  # the connection died mid-statement: a commit may or may not have happened
+
+
 def error_code(exc: BaseException) -> int | None:
     """The server's or driver's numeric error code behind a SQLAlchemy error (MySQL's 1205...)."""
     args = tuple(getattr(getattr(exc, "orig", None), "args", ()))

@@ -45,10 +45,7 @@ GUARD_BLOCKED = "guard_blocked"  # the audit_logs guard refused the statement (n
 # The connection was lost after the batch was sent (MySQL client error 2013, e.g. a read timeout
 # while the server committed): the rows may or may not be stored. Never retried (no duplicates).
 UNCONFIRMED = "unconfirmed"
-_CR_SERVER_LOST = 2013
-# InnoDB rolled the whole transaction back to break a lock cycle: running it again is safe.
-_ER_LOCK_DEADLOCK = 1213
-_DEADLOCK_ATTEMPTS = 3
+_DEADLOCK_ATTEMPTS = 3  # InnoDB rolls a deadlock victim back whole: it may simply run again
 _FORGET_EVERY = 500  # on average, expired event ids are deleted once per this many claims
 # A generator of our own: the writer thread must not advance the global `random` state that
 # the host application (or a test's hypothesis run) relies on.
@@ -340,7 +337,8 @@ class TraceSink:
         result.duplicates += duplicates
 
     def _unavailable(self, exc: sa_exc.SQLAlchemyError, count: int, result: WriteResult) -> None:
-        if db.error_code(exc) == _ER_LOCK_DEADLOCK:
+        code = db.error_code(exc)
+        if code == db.ER_LOCK_DEADLOCK:
             # Lost every retry to lock contention: the database is busy, not down.
             result.drop(DB_ERROR, count, describe(exc))
             return
@@ -349,7 +347,7 @@ class TraceSink:
             self._layout = None
             db.forget_layout(self.engine)
         result.unavailable = True
-        lost_after_send = db.error_code(exc) == _CR_SERVER_LOST
+        lost_after_send = code == db.CR_SERVER_LOST
         result.drop(UNCONFIRMED if lost_after_send else DB_ERROR, count, describe(exc))
 
     def _insert_retrying(self, rows: list[tuple[Any, ...]], ids: list[str | None]) -> int:
@@ -359,7 +357,7 @@ class TraceSink:
             try:
                 return self._insert(rows, ids)
             except sa_exc.OperationalError as exc:
-                if db.error_code(exc) != _ER_LOCK_DEADLOCK or attempt == _DEADLOCK_ATTEMPTS:
+                if db.error_code(exc) != db.ER_LOCK_DEADLOCK or attempt == _DEADLOCK_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
