@@ -46,12 +46,17 @@ def _next_index(container: dict[str, Any]) -> str:
     return str(max(numeric) + 1 if numeric else 0)
 
 
+def _unquote_plus(raw: bytes) -> bytes:
+    """``urllib.parse.unquote_plus`` on bytes, to bytes: no decoding yet."""
+    return unquote_to_bytes(raw.replace(b"+", b" "))
+
+
 def _text(raw: bytes, field: bytes, part: str) -> str:
     """``raw`` (percent-decoded) as UTF-8, or a :class:`FormError` naming the field and byte."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        shown = unquote_to_bytes(field.replace(b"+", b" ")).decode("utf-8", "backslashreplace")
+        shown = _unquote_plus(field).decode("utf-8", "backslashreplace")
         raise FormError(
             f"form field '{shown[:80]}': its {part} has the byte 0x{raw[exc.start]:02X} at "
             f"position {exc.start} (after percent-decoding), which is not UTF-8: send UTF-8 "
@@ -66,10 +71,8 @@ def _pairs(body: bytes) -> list[tuple[str, str]]:
         if not chunk:
             continue
         name, _, value = chunk.partition(b"=")
-        pairs.append((
-            _text(unquote_to_bytes(name.replace(b"+", b" ")), name, "name"),
-            _text(unquote_to_bytes(value.replace(b"+", b" ")), name, "value"),
-        ))
+        pairs.append((_text(_unquote_plus(name), name, "name"),
+                      _text(_unquote_plus(value), name, "value")))
     return pairs
 
 

@@ -131,13 +131,13 @@ def _stored_ids(loaded: list[dict[str, Any]], window: float) -> set[str]:
                                "after the Retry-After delay", 5.0) from None
 
 
-def _record_item(writer: TraceWriter, entry: dict[str, Any], stored_ids: set[str],
+def _record_item(writer: TraceWriter, entry: dict[str, Any], committed: set[str],
                  window: float) -> dict[str, Any]:
     if "data" not in entry:
         return entry
     index, data = entry["index"], entry["data"]
     event_id = data.pop("event_id")
-    if event_id is not None and str(event_id) in stored_ids:
+    if event_id is not None and str(event_id) in committed:
         return {"index": index, "status": "duplicate", "event_id": str(event_id)}
     # The client's own ip and user agent when the body says; the request's otherwise.
     ip = data.pop("ip_address") or request.remote_addr or "0.0.0.0"
@@ -173,8 +173,8 @@ def post_traces() -> Any:
         metrics.received.inc(len(items))
         window = config.idempotency_window
         loaded = _validate(items)
-        stored_ids = _stored_ids(loaded, window)
-        results = [_record_item(writer, entry, stored_ids, window) for entry in loaded]
+        committed = _stored_ids(loaded, window)
+        results = [_record_item(writer, entry, committed, window) for entry in loaded]
     except IngestError as exc:
         if exc.status in (401, 403):
             metrics.auth_failures.inc()

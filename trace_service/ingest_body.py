@@ -108,8 +108,8 @@ def _unpaired_surrogate(value: Any, path: str) -> str | None:
         return None if value.isascii() or not any("\ud800" <= c <= "\udfff" for c in value) else path
     if isinstance(value, dict):
         for key, item in value.items():
-            found = _unpaired_surrogate(key, f"{path}.{key!a}") or _unpaired_surrogate(
-                item, f"{path}.{key}" if path else str(key))
+            here = f"{path}.{key}" if path else key  # the key's own path names a bad key too
+            found = _unpaired_surrogate(key, here) or _unpaired_surrogate(item, here)
             if found:
                 return found
     elif isinstance(value, list):
