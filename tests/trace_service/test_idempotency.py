@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from tests.trace_service.test_ingest import Ingest, make_ingest
 from trace_service import idempotency, migrate
 from trace_service.db import create_engine, is_mysql
+from trace_service.reader import read_traces
 from trace_service.sink import TraceItem, TraceSink
 
 WINDOW = 3600.0
@@ -40,8 +41,7 @@ def stop_refusing(engine: Engine) -> None:
 
 
 def stored_keys(engine: Engine) -> list[str]:
-    with engine.connect() as conn:
-        return list(conn.execute(sa.text("SELECT event_key FROM telemetry_traces ORDER BY id")).scalars())
+    return [trace.event_key for trace in read_traces(engine)]
 
 
 def test_a_trace_lost_after_its_202_is_stored_when_the_client_retries(ingest: Ingest) -> None:
