@@ -26,26 +26,23 @@ replacement (rule ids and key paths, never values), for the leak scan and compli
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from governance.detectors import Finding, find_secrets, gate, is_card_number, is_otp_secret
+from governance.checksums import is_card_number
+from governance.detectors import Detectors, Finding, is_email, is_otp_secret
 from governance.hashing import Keyring, email_hash
+from governance.key_names import DENY, HASHED, OTP, PLAIN, KeyClassifier
 from governance.php import php_key, plain_scalar
 from governance.policy import MaskingPolicy
 
-DENY, HASHED, OTP, PLAIN = "deny", "hashed", "otp", "plain"
 TRUNCATED = "…[truncated]"
 DEPTH_LIMIT = "[depth limit]"
 MASKED_KEY = "_masked"
 TRUNCATED_KEY = "_truncated"
 _KEY_CACHE_MAX = 10_000
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_NON_WORD = re.compile(r"[^a-z0-9]+")
 _SCALARS = (str, int, float, bool, type(None))
 _QUIET = (PLAIN, HASHED)
 _CARD_MIN = 10**11  # integers from 12 digits up may be card numbers: the full walk checks them
@@ -59,21 +56,6 @@ def _copy(value: Any) -> Any:
     if vtype is list:
         return [v if type(v) in _SCALARS else _copy(v) for v in value]
     return value
-
-
-def key_words(key: str) -> tuple[str, ...]:
-    """A key's words: ``X-Api-Key`` -> (x, api, key), ``totpSecret`` -> (totp, secret)."""
-    return tuple(word for word in _NON_WORD.split(_CAMEL.sub("_", key).lower()) if word)
-
-
-def _contains_entry(words: tuple[str, ...], entries: frozenset[str]) -> bool:
-    """True if some run of consecutive words, joined by ``_``, is one of ``entries``."""
-    count = len(words)
-    return any(
-        "_".join(words[start:end]) in entries
-        for start in range(count)
-        for end in range(start + 1, count + 1)
-    )
 
 
 @dataclass
@@ -91,41 +73,20 @@ class Masker:
     def __init__(self, policy: MaskingPolicy, keyring: Keyring | None = None) -> None:
         self.policy = policy
         self.keyring = keyring if policy.email_mode == "hash" else None
-        self._kinds: dict[str, str] = {}
+        self.keys = KeyClassifier(policy.deny_keys, policy.allow_keys, policy.hash_suffixes,
+                                  policy.otp_words, policy.describe_suffixes)
+        self.detectors = Detectors(policy, self.keys)
+        self._card_numbers = any(fmt.check == "luhn" for fmt in policy.formats)
         self._quiet_keys: set[str] = set()  # keys known to be PLAIN or HASHED (the fast path)
-        self._all = policy.detectors
-        self._no_entropy = policy.detectors - {"high_entropy"}
-        self._gate = gate(policy.entropy_min_length)
-        self._scan_all = functools.partial(
-            find_secrets, enabled=policy.detectors,
-            entropy_min_length=policy.entropy_min_length, entropy_min_bits=policy.entropy_min_bits)
 
     def key_kind(self, key: str) -> str:
         """How values under ``key`` are treated: deny, hashed (skip entropy), otp or plain."""
-        kind = self._kinds.get(key)
-        if kind is None:
-            kind = self._classify(key)
-            if len(self._kinds) >= _KEY_CACHE_MAX:
-                self._kinds.clear()
-                self._quiet_keys.clear()
-            self._kinds[key] = kind
-            if kind in _QUIET:
-                self._quiet_keys.add(key)
+        kind = self.keys.kind(key)
+        if kind in _QUIET:
+            if len(self._quiet_keys) >= _KEY_CACHE_MAX:
+                self._quiet_keys.clear()  # bounded: keys are client data
+            self._quiet_keys.add(key)
         return kind
-
-    def _classify(self, key: str) -> str:
-        policy = self.policy
-        words = key_words(key)
-        joined = "_".join(words)
-        if joined in policy.allow_keys:
-            return HASHED if words and words[-1] in policy.hash_suffixes else PLAIN
-        if _contains_entry(words, policy.deny_keys):
-            return DENY
-        if words and words[-1] in policy.hash_suffixes:
-            return HASHED
-        if _contains_entry(words, policy.otp_words):
-            return OTP
-        return PLAIN
 
     def mask(self, metadata: Any, *, owned: bool = False) -> Any:
         """A masked version of ``metadata`` (with ``_masked`` when the policy records it).
@@ -156,9 +117,9 @@ class Masker:
         """True when nothing in ``metadata`` needs masking (then the full walk is skipped).
 
         Most metadata is clean, so this is the common case: one walk that checks keys, types and
-        sizes and gathers every string, then ONE detector scan over the strings joined by NUL.
-        NUL is outside every detector's character class and a boundary for every lookaround, so
-        a secret in one string is found in the joined text too; anything found at all, or any
+        sizes and gathers every string, then ONE detector scan over the strings joined by newlines.
+        No detector's match or its suppressing context (a digest word, a URL path) crosses a line
+        break, so a secret in one string is found in the joined text too; anything found at all, or any
         key, type or size that needs care, means "not clean" and the full walk decides.
         """
         texts: list[str] = []
@@ -166,14 +127,14 @@ class Masker:
             return False
         if not texts:
             return True
-        joined = "\x00".join(texts)
+        joined = "\n".join(texts)
         policy = self.policy
         if len(joined) > policy.max_string_chars and (
                 len(joined) - len(texts) + 1 > policy.max_total_chars
                 or max(map(len, texts)) > policy.max_string_chars):
             return False
-        # The RE2 gate answers most calls; the detectors run only where it saw a candidate.
-        return not self._gate.Match(joined) or not self._scan_all(joined)
+        # One RE2 scan answers most calls; the detectors run only where a gate saw a candidate.
+        return not self.detectors.find(joined)
 
     def _gather(self, value: Any, texts: list[str], depth: int) -> bool:
         """Gather the strings of ``value``; False as soon as something needs the full walk."""
@@ -199,8 +160,14 @@ class Masker:
                     return False
             return True
         if vtype is list:
-            return depth < self.policy.max_depth and all(
-                self._gather(item, texts, depth + 1) for item in value)
+            if depth >= self.policy.max_depth:
+                return False
+            for item in value:  # a loop, not all(genexpr): lists of strings are the common case
+                if type(item) is str:
+                    texts.append(item)
+                elif not self._gather(item, texts, depth + 1):
+                    return False
+            return True
         if vtype is bool or value is None or (vtype is float and math.isfinite(value)):
             return True
         return vtype is int and -_CARD_MIN < value < _CARD_MIN
@@ -262,7 +229,7 @@ class Masker:
         if kind == OTP and is_otp_secret(value):
             state.note("otp", path)
             return self.policy.replacement
-        if "card_number" in self._all and 10**11 <= abs(value) < 10**19 and is_card_number(str(abs(value))):
+        if self._card_numbers and 10**11 <= abs(value) < 10**19 and is_card_number(str(abs(value))):
             state.note("card_number", path)
             return self.policy.replacement
         return value
@@ -276,12 +243,7 @@ class Masker:
         if kind == OTP and is_otp_secret(text):
             state.note("otp", path)
             return policy.replacement
-        findings = find_secrets(
-            text,
-            self._no_entropy if kind == HASHED else self._all,
-            entropy_min_length=policy.entropy_min_length,
-            entropy_min_bits=policy.entropy_min_bits,
-        )
+        findings = self.detectors.find(text, generic=kind != HASHED)
         if not findings:
             return text
         return self._replace(text, findings, path, state)
@@ -295,9 +257,6 @@ class Masker:
             secret = text[finding.start:finding.end]
             if finding.rule == "email" and self.keyring is not None:
                 pieces.append(f"[email_hash:{email_hash(secret, self.keyring).hash}]")
-            elif finding.rule == "url_credentials":
-                scheme = secret[: secret.index("://") + 3]
-                pieces.append(f"{scheme}{self.policy.replacement}@")
             else:
                 pieces.append(self.policy.replacement)
             cursor = finding.end
@@ -305,9 +264,7 @@ class Masker:
         return "".join(pieces)
 
     def _whole_email(self, text: str) -> bool:
-        findings = find_secrets(text.strip(), frozenset({"email"}))
-        return "email" in self._all and len(findings) == 1 and findings[0].start == 0 \
-            and findings[0].end == len(text.strip())
+        return "email" in self.policy.detectors and is_email(text)
 
     def _email_fields(self, key: str, email: str, path: str, state: _State) -> dict[str, Any]:
         state.note("email", path)

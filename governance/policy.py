@@ -16,13 +16,12 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from governance.errors import PolicyError
+from governance.secret_formats import SecretFormat, parse_formats
 
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
-DETECTORS = (
-    "private_key", "jwt", "bearer", "basic_auth", "aws_access_key", "github_token",
-    "gitlab_token", "slack_token", "otpauth", "url_credentials", "card_number", "email",
-    "high_entropy",
-)
+# The built-in detectors (code in governance.detectors); vendor and other token formats are data,
+# the [[formats]] tables of the policy file.
+DETECTORS = ("credentials_in_text", "kubernetes_secret", "email", "high_entropy")
 
 T = TypeVar("T")
 
@@ -39,8 +38,10 @@ class MaskingPolicy:
     deny_keys: frozenset[str] = frozenset()
     allow_keys: frozenset[str] = frozenset()
     hash_suffixes: frozenset[str] = frozenset()
+    describe_suffixes: frozenset[str] = frozenset()
     otp_words: frozenset[str] = frozenset()
     detectors: frozenset[str] = frozenset(DETECTORS)
+    formats: tuple[SecretFormat, ...] = ()
     entropy_min_length: int = 32
     entropy_min_bits: float = 3.5
     email_mode: str = "hash"
@@ -128,11 +129,13 @@ def parse_masking_policy(data: bytes, source: str = "<bytes>") -> MaskingPolicy:
         deny_keys=_words(keys, "deny", f"{source} [keys]"),
         allow_keys=_words(keys, "allow", f"{source} [keys]"),
         hash_suffixes=_words(keys, "hash_suffixes", f"{source} [keys]"),
+        describe_suffixes=_words(keys, "describe_suffixes", f"{source} [keys]"),
         otp_words=_words(keys, "otp_words", f"{source} [keys]"),
         detectors=_words(detectors, "enabled", f"{source} [detectors]", DETECTORS.__contains__,
                          f"known detectors are {', '.join(DETECTORS)}"),
         entropy_min_length=get_positive(detectors, "entropy_min_length", f"{source} [detectors]", 32),
         entropy_min_bits=bits,
+        formats=parse_formats(doc.get("formats"), source),
         email_mode=mode,
         sha256=hashlib.sha256(data).hexdigest(),
         source=source,

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from governance.detectors import find_secrets
 from governance.masking import MASKED_KEY, Masker
 
 # Columns of free text a client controls; severity, ip and the time are validated shapes.
@@ -118,9 +117,6 @@ class Scanner:
 
     def __init__(self, masker: Masker) -> None:
         self.masker = masker
-        policy = masker.policy
-        self._detect = dict(enabled=policy.detectors, entropy_min_length=policy.entropy_min_length,
-                            entropy_min_bits=policy.entropy_min_bits)
         self._column_cache: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def scan(self, row: ScannableRow) -> list[Finding]:
@@ -186,7 +182,7 @@ class Scanner:
         hits = self._column_cache.get(text)
         if hits is None:
             hits = tuple((hit.rule, self._preview(hit.rule, text))
-                         for hit in find_secrets(text, **self._detect))  # type: ignore[arg-type]
+                         for hit in self.masker.detectors.find(text))
             if len(self._column_cache) >= _COLUMN_CACHE_MAX:
                 self._column_cache.clear()
             self._column_cache[text] = hits

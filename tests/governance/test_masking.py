@@ -11,16 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from governance.detectors import card_issuer, find_secrets, luhn_valid
+from governance.checksums import card_issuer, luhn_valid
 from governance.hashing import Keyring, email_hash
-from governance.masking import DEPTH_LIMIT, TRUNCATED, Masker, key_words
-from governance.policy import DETECTORS, MaskingPolicy, load_masking_policy
+from governance.key_names import key_words
+from governance.masking import DEPTH_LIMIT, TRUNCATED, Masker
+from governance.policy import MaskingPolicy, load_masking_policy
 
 POLICY = load_masking_policy()
 KEYRING = Keyring.from_json(
     '[{"id": "k1", "key": "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"}]', "k1")
 MASKER = Masker(POLICY, KEYRING)
-ALL = frozenset(DETECTORS)
+DETECT = MASKER.detectors
 
 GITHUB = "ghp_" + "a1B2c3D4e5" * 4
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
@@ -33,7 +34,8 @@ SECRETS = {
     "aws_access_key": ["AKIAIOSFODNN7EXAMPLE", "key ASIAY34FZKBOKMUTVV7A used"],
     "github_token": [GITHUB, "github_pat_11ABCDEFG0123456789abcdefghijklmnopq"],
     "gitlab_token": ["glpat-abcdefghij0123456789"],
-    "slack_token": ["xoxb-1234567890-abcdefghij", "https://hooks.slack.com/services/T000/B000/XXXX"],
+    "slack_token": ["xoxb-1234567890-abcdefghij"],
+    "slack_webhook": ["https://hooks.slack.com/services/T000/B000/XXXX"],
     "otpauth": ["otpauth://totp/ACME:alice?secret=JBSWY3DPEHPK3PXP&issuer=ACME"],
     "url_credentials": ["mysql://app:s3cr3t@db:3306/x", "see https://user:pa55@example.com/path"],
     "card_number": ["4111 1111 1111 1111", "5555-5555-5555-4444", "378282246310005", "6011111111111117"],
@@ -60,13 +62,13 @@ NEAR_MISSES = [
 
 @pytest.mark.parametrize(("rule", "text"), [(r, t) for r, texts in SECRETS.items() for t in texts])
 def test_each_detector_finds_its_secret(rule: str, text: str) -> None:
-    rules = [f.rule for f in find_secrets(text, ALL)]
+    rules = [f.rule for f in DETECT.find(text)]
     assert rule in rules, rules
 
 
 @pytest.mark.parametrize("text", NEAR_MISSES)
 def test_near_misses_pass_untouched(text: str) -> None:
-    assert find_secrets(text, ALL) == []
+    assert DETECT.find(text) == []
     assert MASKER.mask({"value": text}) == {"value": text}
 
 
@@ -79,7 +81,11 @@ def test_masked_output_never_holds_the_secret(rule: str, text: str) -> None:
 
 
 def test_disabled_detectors_do_not_run() -> None:
-    assert find_secrets(JWT, ALL - {"jwt", "high_entropy"}) == []
+    without = MaskingPolicy(**{**POLICY.__dict__,
+                               "formats": tuple(f for f in POLICY.formats if f.kind != "jwt"),
+                               "detectors": POLICY.detectors - {"high_entropy"}})
+    assert Masker(without).detectors.find(JWT) == []
+    assert [f.rule for f in DETECT.find(JWT)] == ["jwt"]
 
 
 @pytest.mark.parametrize(

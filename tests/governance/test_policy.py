@@ -25,7 +25,7 @@ def test_shipped_policy_loads_with_every_detector() -> None:
         ("version = 1\nreplacement = 5", "replacement = 5 is invalid: a str is required"),
         ("version = 1\n[limits]\nmax_depth = 0", r"\[limits\]: max_depth = 0 is invalid: a positive integer"),
         ("version = 1\n[keys]\ndeny = ['ok', '']", r"\[keys\]: deny holds ''"),
-        ("version = 1\n[detectors]\nenabled = ['jwt', 'telepathy']",
+        ("version = 1\n[detectors]\nenabled = ['email', 'telepathy']",
          "holds 'telepathy': known detectors are"),
         ("version = 1\n[detectors]\nentropy_min_bits = 9", "entropy_min_bits = 9.0 is invalid"),
         ("version = 1\n[email]\nmode = 'encrypt'", "mode = 'encrypt' is invalid: use 'hash' or 'mask'"),

@@ -124,3 +124,38 @@ def test_erase_by_email_without_keys_says_what_to_set(seeded_app: tuple[Flask, S
     monkeypatch.delenv("CRYPTO_KEYS")
     result = app.test_cli_runner().invoke(governance_cli, ["erase", "--email", ALICE])
     assert result.exit_code == 1 and "CRYPTO_KEYS is not set" in result.output
+
+
+@freeze_time("2026-11-24 12:00:00")
+def test_a_password_inside_a_php_exception_message_is_found_fixed_and_reported(
+        seeded_app: tuple[Flask, Seeded], tmp_path: Path) -> None:
+    app, _seeds = seeded_app
+    runner = app.test_cli_runner()
+    period = ["--since", "2026-11-18", "--until", "2026-11-18"]
+    found = runner.invoke(governance_cli, ["scan", *period, "--format", "json"])
+    assert found.exit_code == 1
+    (finding,) = [f for f in json.loads(found.stdout)["findings_list"]
+                  if f["path"] == "exception_message"]
+    assert finding["kind"] == "credential"
+    assert finding["preview"] == "SQLSTATE[28000] [1045] Access denied; password=[masked]"
+    assert "Tr0ub4dor" not in found.output
+
+    out = tmp_path / "report.json"
+    reported = runner.invoke(governance_cli, ["report", "--from", "2026-11-16", "--to", "2026-11-22",
+                                              "--format", "json", "--output", str(out)])
+    assert reported.exit_code == 0, reported.output
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["leak_scan"]["by_kind"]["credential"] == 1
+    assert {"id": finding["id"], "column": "metadata", "path": "exception_message",
+            "kind": "credential", "preview": finding["preview"]} in report["leak_scan"]["findings_listed"]
+    assert "Tr0ub4dor" not in out.read_text(encoding="utf-8")
+
+    fixed = runner.invoke(governance_cli, ["scan", "--fix"])
+    assert fixed.exit_code == 0, fixed.output
+    with app.extensions["trace_engine"].connect() as conn:
+        stored = [json.loads(text) for text in conn.execute(sa.text(
+            "SELECT metadata FROM telemetry_traces WHERE metadata LIKE '%SQLSTATE[28000]%'")).scalars()]
+    assert [m["exception_message"] for m in stored] == [
+        "SQLSTATE[28000] [1045] Access denied; password=[masked]"]
+    assert {"rule": "credential", "path": "exception_message"} in stored[0]["_masked"]
+    assert runner.invoke(governance_cli, ["scan", *period]).exit_code == 0

@@ -61,7 +61,7 @@ def test_fix_masks_the_secret_and_keeps_hostile_text_byte_for_byte(
     for row, text in zip(rows, HOSTILE, strict=True):
         assert row.route_name == text
         assert row.user_agent is not None and TOKEN not in row.user_agent
-        assert row.user_agent == f"{text} Authorization: [masked]"
+        assert row.user_agent == f"{text} Authorization: Bearer [masked]"
         metadata = json.loads(row.metadata_text or "")
         assert (metadata["password"], metadata["note"], metadata[f"k{text}"]) == ("[masked]", text, [text])
     assert "hunter2" not in str(snapshot(leaking, skip=()))

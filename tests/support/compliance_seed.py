@@ -48,6 +48,10 @@ PHP_PLANTED: list[tuple[str, str, str, str, str | None, list[tuple[str, str, str
      '{"message":"upstream refused: Authorization: Bearer abcdEFGH1234ijkl5678mnop",'
      '"file":"\\/var\\/www\\/app.php"}',
      None, [("metadata", "message", "bearer")]),
+    ("system_exception", "error", "2026-11-18",
+     '{"exception_message":"SQLSTATE[28000] [1045] Access denied; password=Tr0ub4dor&3",'
+     '"file":"\\/var\\/www\\/src\\/Db.php"}',
+     None, [("metadata", "exception_message", "credential")]),
     ("system_exception", "error", "2026-11-19",
      '{"dsn":"mysql:\\/\\/app:s3cr3tpw@db.internal\\/app"}', None,
      [("metadata", "dsn", "url_credentials")]),

@@ -1,0 +1,162 @@
+"""The generic token rule: long random-looking runs that no vendor format names.
+
+Pure. :func:`generic_tokens` finds candidate runs of token characters and keeps those that look
+random, judged by shape and by the words around them:
+
+* **random, not a name**: a token mixes character classes often (in random base62 about 60% of
+  neighbouring characters change class, in ``CamelCaseIdentifiers`` or ``SNAKE_CASE_2`` under
+  20%), or is a long hex string, or is a short lower-case prefix (``xyz_``) followed by a body of
+  high entropy, letters only included;
+* **not a URL path**: a run inside the path of a URL (``https://host/a/b``) or a file path is
+  left alone; query values are judged (``?code=...``), denied names there are the
+  credentials-in-text rule's;
+* **not a digest in context**: hex or base64 next to ``commit``, ``sha``, ``digest``,
+  ``checksum``, ``rev``, ``integrity`` ..., after ``sha256:`` or ``sha512-``, or at the start of a
+  ``sha256sum`` line, is a content hash, not a credential;
+* **not a UUID**, nor base64 of ordinary text (it decodes to words and spaces).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+
+# "=" only as base64 padding at the end, so "code=<token>" is a name and a token, not one run.
+CANDIDATE = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{20,}={0,2}")
+GATE = r"[A-Za-z0-9+/_-]{20}"
+HEX_TOKEN_MIN = 40  # sha1-sized and up: 32-hex correlation ids (PHP's bin2hex(random_bytes(16))) pass
+PREFIXED_BODY_MIN = 20
+PREFIXED_BODY_BITS = 3.8  # 20+ random letters carry ~4; joined English words ~3.4
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX = re.compile(r"[0-9a-f]+|[0-9A-F]+")
+# Upper-case base32 of 24+ characters (TOTP seeds): random, though only digits 2-7 break the
+# letters, so the class-change test would undercount it.
+_BASE32 = re.compile(r"[A-Z2-7]{24,}={0,6}")
+_PREFIXED = re.compile(r"(?P<prefix>[a-z][a-z0-9]{1,9}(?:[_-][a-z0-9]{1,9}){0,2}[_-])"
+                       r"(?P<body>[A-Za-z0-9]{20,})")
+_DIGEST_WORDS = re.compile(
+    r"(?i)(?<![a-z])(?:commit(?:ted|s)?|sha(?:1|224|256|384|512)?(?:sum)?|digests?|checksums?|revs?|"
+    r"revision|integrity|hash(?:es)?|md5|etag|fingerprint|blob|tree|parent|merged?|objects?|"
+    r"cherry-picked|reverts?|builds?|images?|references?|ref|boundary|shasum)(?![a-z])"
+    r"[^\r\n]{0,24}$")
+_DIGEST_TOKEN = re.compile(r"(?i)(?:sha(?:1|224|256|384|512)|md5)[-:]|----WebKitFormBoundary")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
+_DIGEST_PREFIX = re.compile(r"(?i)(?:sha(?:1|224|256|384|512)|md5|blake2b?|xxh64)[:-]$")
+_SUMFILE_LINE = re.compile(r"[ \t]+\*?[\w./-]+")  # "<hex>  path/to/file" of sha256sum
+_WORD_START = re.compile(r"[^\s\"'`<>()\[\]{},;]*$")
+_SEGMENT = re.compile(r"[A-Z][a-z]+|[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+WORDS_MEAN_SEGMENT = 4.0
+_CONTEXT = 48
+TRANSITIONS_MIN = 0.3
+
+
+def shannon_bits(text: str) -> float:
+    """Shannon entropy of ``text`` in bits per character."""
+    length = len(text)
+    return -sum(n / length * math.log2(n / length) for n in Counter(text).values())
+
+
+def _char_class(char: str) -> int:
+    return 0 if char.isdigit() else 1 if char.isupper() else 2 if char.islower() else 3
+
+
+def class_transitions(token: str) -> float:
+    """The share of neighbouring letters and digits that change class (digit, upper, lower).
+
+    Separators (``/ _ - + =``) are skipped, so ``app/Http/VerifyCsrfToken`` is judged as the
+    CamelCase words it is."""
+    classes = [_char_class(char) for char in token if char.isalnum()]
+    if len(classes) < 2:
+        return 0.0
+    return sum(a != b for a, b in zip(classes, classes[1:], strict=False)) / (len(classes) - 1)
+
+
+def mean_segment(token: str) -> float:
+    """Mean length of a token's word-like segments (``Camel``, ``case``, ``ABC``, ``2024``):
+    4+ for CamelCaseIdentifiers, about 2 for random base62 (3.1 at most in 2,000 samples)."""
+    alnum = "".join(char for char in token if char.isalnum())
+    segments = _SEGMENT.findall(alnum)
+    return len(alnum) / len(segments) if segments else 0.0
+
+
+def _decodes_to_text(token: str) -> bool:
+    """Base64 of ordinary text (words and spaces) rather than of key material."""
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+        text = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return " " in text and sum(c.isalpha() or c == " " for c in text) >= 0.8 * len(text)
+
+
+def looks_random(token: str, min_length: int, min_bits: float) -> bool:
+    """The shape test, without context: does ``token`` look like key material?"""
+    if _BASE32.fullmatch(token):
+        return sum(c.isdigit() for c in token) >= 2 and shannon_bits(token) >= min_bits
+    hex_digits = token.replace("-", "")
+    if _HEX.fullmatch(hex_digits):
+        # Hex with or without dashes (UUIDs, trace ids): a secret only from sha1 size up.
+        token = hex_digits
+        return len(token) >= HEX_TOKEN_MIN and not token.isdigit() and not token.isalpha() \
+            and shannon_bits(token) >= min(min_bits, 3.0)
+    prefixed = _PREFIXED.fullmatch(token)
+    if prefixed is not None:
+        body = prefixed.group("body")
+        return shannon_bits(body) >= PREFIXED_BODY_BITS and (
+            class_transitions(body) >= TRANSITIONS_MIN or body.isalpha())
+    if len(token) < min_length:
+        return False
+    upper, lower = any(c.isupper() for c in token), any(c.islower() for c in token)
+    if upper and lower and mean_segment(token) >= WORDS_MEAN_SEGMENT:
+        return False  # CamelCase words: an identifier, not key material
+    classes = sum((any(c.isdigit() for c in token), upper, lower))
+    return classes >= 2 and shannon_bits(token) >= min_bits \
+        and class_transitions(token) >= TRANSITIONS_MIN and not _decodes_to_text(token)
+
+
+def _in_path(text: str, start: int) -> bool:
+    """True when the run at ``start`` is part of a URL path or a file path."""
+    word = _WORD_START.search(text, 0, start)
+    before = word.group() if word is not None else ""
+    if not before:
+        return text.startswith("/", start)
+    scheme = before.find("://")
+    if scheme >= 0:
+        return "?" not in before[scheme:] and "#" not in before[scheme:]
+    return "/" in before and "=" not in before  # "/home/app/.cache/..."; not "key=a/b..."
+
+
+def _is_relative_path(token: str) -> bool:
+    """``app/Http/Middleware/VerifyCsrfToken``: segments of letters (words), not base64."""
+    segments = token.strip("/").split("/")
+    return len(segments) > 1 and all(segment.isalpha() or not segment for segment in segments)
+
+
+def _is_digest(text: str, start: int, end: int) -> bool:
+    if _DIGEST_TOKEN.match(text, start):
+        return True  # "sha384-<base64>" (subresource integrity) is one run with its label
+    before = text[max(0, start - 3 * _CONTEXT):start]
+    # Other digests in between do not break the context: "expected sha256 <hex>, got <hex>".
+    before = _HEX_RUN.sub("", before)[-_CONTEXT:]
+    return bool(_DIGEST_PREFIX.search(before) or _DIGEST_WORDS.search(before)
+                or (start == 0 or text[start - 1] == "\n") and _SUMFILE_LINE.match(text, end))
+
+
+def generic_tokens(text: str, min_length: int, min_bits: float) -> Iterator[tuple[int, int]]:
+    """Spans of random-looking tokens in ``text`` that are not paths, digests or UUIDs."""
+    for match in CANDIDATE.finditer(text):
+        start, end = match.span()
+        token = match.group()
+        if _UUID.search(token):
+            token = _UUID.sub("", token).strip("-_")
+            if len(token) < PREFIXED_BODY_MIN:
+                continue
+        if "/" in token and (_in_path(text, start) or _is_relative_path(token)):
+            continue
+        if looks_random(token, min_length, min_bits) and not _is_digest(text, start, end) \
+                and not _in_path(text, start):
+            yield start, end
