@@ -30,7 +30,6 @@ CANDIDATE = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{20,}={0,2}")
 GATE = r"[A-Za-z0-9+/_-]{20}"
 HEX_TOKEN_MIN = 40  # sha1-sized and up: 32-hex correlation ids (PHP's bin2hex(random_bytes(16))) pass
 PREFIXED_BODY_MIN = 20
-PREFIXED_BODY_BITS = 3.8  # 20+ random letters carry ~4; joined English words ~3.4
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-f]+|[0-9A-F]+")
 # Upper-case base32 of 24+ characters (TOTP seeds): random, though only digits 2-7 break the
@@ -41,13 +40,15 @@ _PREFIXED = re.compile(r"(?P<prefix>[a-z][a-z0-9]{1,9}(?:[_-][a-z0-9]{1,9}){0,2}
 _DIGEST_WORDS = re.compile(
     r"(?i)(?<![a-z])(?:commit(?:ted|s)?|sha(?:1|224|256|384|512)?(?:sum)?|digests?|checksums?|revs?|"
     r"revision|integrity|hash(?:es)?|md5|etag|fingerprint|blob|tree|parent|merged?|objects?|"
-    r"cherry-picked|reverts?|builds?|images?|references?|ref|boundary|shasum)(?![a-z])"
+    r"cherry-picked|reverts?|builds?|images?|references?|ref|boundary|shasum|"
+    r"ids?|uuid|guid|cursor|trace|span)(?![a-z])"
     r"[^\r\n]{0,24}$")
 _DIGEST_TOKEN = re.compile(r"(?i)(?:sha(?:1|224|256|384|512)|md5)[-:]|----WebKitFormBoundary")
 _HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
-_DIGEST_PREFIX = re.compile(r"(?i)(?:sha(?:1|224|256|384|512)|md5|blake2b?|xxh64)[:-]$")
+_DIGEST_PREFIX = re.compile(r"(?i)(?:sha(?:1|224|256|384|512)|md5|blake2b?|xxh64|\bh1)[:-]$")
 _SUMFILE_LINE = re.compile(r"[ \t]+\*?[\w./-]+")  # "<hex>  path/to/file" of sha256sum
 _WORD_START = re.compile(r"[^\s\"'`<>()\[\]{},;]*$")
+_USER_PASSWORD = re.compile(r"[^\s:{}\[\]\",]+:\S+")
 _SEGMENT = re.compile(r"[A-Z][a-z]+|[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 WORDS_MEAN_SEGMENT = 4.0
 _CONTEXT = 48
@@ -84,30 +85,34 @@ def mean_segment(token: str) -> float:
 
 
 def _decodes_to_text(token: str) -> bool:
-    """Base64 of ordinary text (words and spaces) rather than of key material."""
+    """Base64 of printable text (pagination cursors, JSON, sentences) rather than of key material."""
     try:
         raw = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
         text = raw.decode("utf-8")
     except (binascii.Error, ValueError):
         return False
-    return " " in text and sum(c.isalpha() or c == " " for c in text) >= 0.8 * len(text)
+    # Key material decodes to random bytes; JSON cursors and ordinary text decode to print.
+    # "user:password" (registry and .npmrc auth) decodes to print too, and is a credential.
+    # A single printable word ("foobarbaz1234...") may be an encoded password: only text with
+    # structure (spaces, JSON, a query string) counts as data.
+    return len(text) >= 12 and sum(32 <= ord(c) < 127 for c in text) >= 0.95 * len(text) \
+        and not _USER_PASSWORD.fullmatch(text) and (" " in text or text[0] in "{[" or "=" in text)
 
 
 def looks_random(token: str, min_length: int, min_bits: float) -> bool:
     """The shape test, without context: does ``token`` look like key material?"""
     if _BASE32.fullmatch(token):
         return sum(c.isdigit() for c in token) >= 2 and shannon_bits(token) >= min_bits
-    hex_digits = token.replace("-", "")
-    if _HEX.fullmatch(hex_digits):
-        # Hex with or without dashes (UUIDs, trace ids): a secret only from sha1 size up.
-        token = hex_digits
+    if "-" in token and _HEX.fullmatch(token.replace("-", "")):
+        return False  # grouped hex: UUIDs, W3C traceparent, B3 and sentry-trace ids
+    if _HEX.fullmatch(token):
         return len(token) >= HEX_TOKEN_MIN and not token.isdigit() and not token.isalpha() \
             and shannon_bits(token) >= min(min_bits, 3.0)
     prefixed = _PREFIXED.fullmatch(token)
     if prefixed is not None:
-        body = prefixed.group("body")
-        return shannon_bits(body) >= PREFIXED_BODY_BITS and (
-            class_transitions(body) >= TRANSITIONS_MIN or body.isalpha())
+        # "in_1P2q9w...", "price_...", "dpl_...": object ids carry short prefixes too; a prefixed
+        # secret has a format of its own, so the body alone must be token-sized.
+        token = prefixed.group("body")
     if len(token) < min_length:
         return False
     upper, lower = any(c.isupper() for c in token), any(c.islower() for c in token)
@@ -118,22 +123,31 @@ def looks_random(token: str, min_length: int, min_bits: float) -> bool:
         and class_transitions(token) >= TRANSITIONS_MIN and not _decodes_to_text(token)
 
 
-def _in_path(text: str, start: int) -> bool:
-    """True when the run at ``start`` is part of a URL path or a file path."""
+def _in_path(text: str, start: int, token: str) -> bool:
+    """True when the run ``token`` at ``start`` is part of a URL path or a file path."""
     word = _WORD_START.search(text, 0, start)
     before = word.group() if word is not None else ""
     if not before:
-        return text.startswith("/", start)
+        return token.startswith("/") and "/" in token[1:]  # "/var/www/...", not "/k8Fq..."
     scheme = before.find("://")
     if scheme >= 0:
-        return "?" not in before[scheme:] and "#" not in before[scheme:]
+        # Path, query and fragment alike: secrets in URLs are named (sig=, token=, password=,
+        # the credentials rule) or shaped (the formats); the rest are ids and digests.
+        return True
     return "/" in before and "=" not in before  # "/home/app/.cache/..."; not "key=a/b..."
 
 
-def _is_relative_path(token: str) -> bool:
-    """``app/Http/Middleware/VerifyCsrfToken``: segments of letters (words), not base64."""
+def is_relative_path(token: str) -> bool:
+    """``app/Http/Middleware/VerifyCsrfToken``, ``uploads/01JMV1GG.../original``: segments of
+    words, or words around ids, not base64 (which holds ``+`` or ``=`` or starts mid-word)."""
     segments = token.strip("/").split("/")
-    return len(segments) > 1 and all(segment.isalpha() or not segment for segment in segments)
+    if len(segments) < 2:
+        return False
+    if all(segment.isalpha() or not segment for segment in segments):
+        return True
+    first, last = segments[0], segments[-1]
+    return "+" not in token and "=" not in token and len(first) >= 3 and len(last) >= 3 \
+        and first.isalpha() and first.islower() and last.isalpha() and last.islower()
 
 
 def _is_digest(text: str, start: int, end: int) -> bool:
@@ -155,8 +169,8 @@ def generic_tokens(text: str, min_length: int, min_bits: float) -> Iterator[tupl
             token = _UUID.sub("", token).strip("-_")
             if len(token) < PREFIXED_BODY_MIN:
                 continue
-        if "/" in token and (_in_path(text, start) or _is_relative_path(token)):
+        if "/" in token and (_in_path(text, start, token) or is_relative_path(token)):
             continue
         if looks_random(token, min_length, min_bits) and not _is_digest(text, start, end) \
-                and not _in_path(text, start):
+                and not _in_path(text, start, token):
             yield start, end

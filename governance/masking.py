@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from math import isfinite
 from typing import Any
 
 from governance.checksums import is_card_number
@@ -76,6 +77,8 @@ class Masker:
         self.keys = KeyClassifier(policy.deny_keys, policy.allow_keys, policy.hash_suffixes,
                                   policy.otp_words, policy.describe_suffixes)
         self.detectors = Detectors(policy, self.keys)
+        self._any_gate = self.detectors.gates_match
+        self._max_depth = policy.max_depth
         self._card_numbers = any(fmt.check == "luhn" for fmt in policy.formats)
         self._quiet_keys: set[str] = set()  # keys known to be PLAIN or HASHED (the fast path)
 
@@ -134,41 +137,55 @@ class Masker:
                 or max(map(len, texts)) > policy.max_string_chars):
             return False
         # One RE2 scan answers most calls; the detectors run only where a gate saw a candidate.
-        return not self.detectors.find(joined)
+        return not self._any_gate(joined.encode()) or not self.detectors.find(joined)
 
     def _gather(self, value: Any, texts: list[str], depth: int) -> bool:
-        """Gather the strings of ``value``; False as soon as something needs the full walk."""
+        """Gather the strings of ``value``; False as soon as something needs the full walk.
+
+        The hot loop of every record: types are dispatched in order of frequency, and lists of
+        strings (tags) are read in place rather than by a call per item."""
         vtype = type(value)
-        if vtype is str:
-            texts.append(value)
-            return True
         if vtype is dict:
-            if depth >= self.policy.max_depth:
+            if depth >= self._max_depth:
                 return False
             quiet = self._quiet_keys
+            append = texts.append
             for key, item in value.items():
                 if key not in quiet and (type(key) is not str or self.key_kind(key) not in _QUIET):
                     return False
                 itype = type(item)
                 if itype is str:
-                    texts.append(item)
+                    append(item)
                 elif itype is int:
                     if not -_CARD_MIN < item < _CARD_MIN:
                         return False
-                elif not (itype is bool or item is None or (itype is float and math.isfinite(item))
-                          or self._gather(item, texts, depth + 1)):
+                elif itype is float:
+                    if not isfinite(item):
+                        return False
+                elif itype is list:
+                    if depth + 1 >= self._max_depth:
+                        return False
+                    for element in item:
+                        if type(element) is str:
+                            append(element)
+                        elif not self._gather(element, texts, depth + 2):
+                            return False
+                elif not (item is None or itype is bool or self._gather(item, texts, depth + 1)):
                     return False
             return True
+        if vtype is str:
+            texts.append(value)
+            return True
         if vtype is list:
-            if depth >= self.policy.max_depth:
+            if depth >= self._max_depth:
                 return False
-            for item in value:  # a loop, not all(genexpr): lists of strings are the common case
+            for item in value:
                 if type(item) is str:
                     texts.append(item)
                 elif not self._gather(item, texts, depth + 1):
                     return False
             return True
-        if vtype is bool or value is None or (vtype is float and math.isfinite(value)):
+        if vtype is bool or value is None or (vtype is float and isfinite(value)):
             return True
         return vtype is int and -_CARD_MIN < value < _CARD_MIN
 

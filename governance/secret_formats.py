@@ -121,7 +121,9 @@ def parse_format(entry: Any, where: str) -> SecretFormat:
     try:
         re2.compile(gate)
     except re2.error as exc:
-        raise PolicyError(f"{where}: gate {gate!r} is not valid RE2 syntax ({exc}): "
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) \
+            else str(exc)
+        raise PolicyError(f"{where}: gate {gate!r} is not valid RE2 syntax ({reason}): "
                           "a gate may not use lookaround or backreferences") from None
     return SecretFormat(kind, about, pattern, gate, check)
 

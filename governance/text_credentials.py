@@ -20,8 +20,8 @@ from governance.key_names import DENY, KeyClassifier
 
 # name, optional closing quote or bracket (JSON, print_r), separator, optional opening quote
 _PAIR = re.compile(
-    r"""(?<![A-Za-z0-9_])(?P<key>[A-Za-z_][A-Za-z0-9_.-]{0,63}?)["']?\]?[ \t]*"""
-    r"""(?P<sep>=>|:=|=|:)[ \t]*(?P<quote>["']?)""")
+    r"""(?<![A-Za-z0-9_])(?<!\$\{)(?<!\{\{)(?P<key>[A-Za-z_][A-Za-z0-9_.-]{0,63}?)["']?\]?[ \t]*"""
+    r"""(?P<sep>=>|:=|=|:)[ \t]*(?P<open>\[\]string\{|\[)?(?P<quote>["']?)""")
 # An unquoted value ends at white space, a quote, '<', '>', ';' or ',', or at '&' that starts the
 # next query parameter (a password may hold '&': "Tr0ub4dor&3").
 _BARE = re.compile(r"(?:[^\s\"'<>;,&]|&(?![A-Za-z_][A-Za-z0-9_.\[\]-]*=))+")
@@ -32,7 +32,11 @@ _SCHEME = re.compile(r"(?i)(?:bearer|basic|token|digest|apikey|api-key|key|bot|s
 _PLACEHOLDER = re.compile(
     r"(?i)[*x.?#_-]{2,}|…|\[[^\]]*\]|<[^>]*>|\{\{?[^}]*\}\}?|\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|"
     r"%[sd]|%\([a-z_]+\)s|%[^%\s]+%|:[a-z_]+|\?|null|none|nil|true|false|yes|no|on|off|undefined|n/?a|"
-    r"required|optional|empty|redacted|masked|hidden|filtered|removed|omitted|not ?set|unset")
+    r"required|optional|empty|redacted|masked|hidden|filtered|removed|omitted|not ?set|unset|"
+    # the start of a template ("${DB_PASSWORD:?set it}") or a reference to where the value lives
+    r"(?:\$\{|\{\{|%env\(|<).*|"
+    r"(?:var|local|locals|env|process\.env|os\.environ|settings|config|secrets|vars|params|data)"
+    r"[.\[][A-Za-z_][\w.\]'\"\[]*")
 _WORD = re.compile(r"[A-Za-z][a-z]{0,11}")  # "expired", "Invalid": a word, not a password
 _TRAILING = ".)]}"
 MIN_VALUE = 4
@@ -84,6 +88,9 @@ def credential_pairs(text: str, keys: KeyClassifier) -> Iterator[tuple[int, int]
     for match in _PAIR.finditer(text):
         if keys.kind(match.group("key")) != DENY:
             continue
+        if match.group("sep") == ":" and (text.startswith(":", match.end("sep")) or (
+                match.group("quote") and text[match.start("sep") - 1:match.start("sep")] == " ")):
+            continue  # SQL casts ("password"::varchar) and psql variables (PASSWORD :'pw')
         start, quote = match.end(), match.group("quote")
         if quote:
             end = text.find(quote, start, start + _MAX_VALUE)

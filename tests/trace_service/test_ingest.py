@@ -105,7 +105,7 @@ def test_secrets_in_json_metadata_are_masked(ingest: Ingest) -> None:
                                                  "card": "4111 1111 1111 1111"}})
     (row,) = ingest.stored()
     assert row.metadata is not None
-    assert row.metadata["note"] == "Authorization: [masked]" and row.metadata["card"] == "[masked]"
+    assert row.metadata["note"] == "Authorization: Bearer [masked]" and row.metadata["card"] == "[masked]"
 
 
 # ---------------------------------------------------------------- fields

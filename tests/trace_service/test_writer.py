@@ -329,7 +329,7 @@ def test_secrets_are_masked_before_they_reach_the_table(
     writer.flush(5)
     (row,) = read_traces(migrated_engine)
     stored = row.metadata or {}
-    assert stored["password"] == "[masked]" and stored["note"] == "[masked]"
+    assert stored["password"] == "[masked]" and stored["note"] == "Bearer [masked]"
     assert stored["email_hash"] == "dbd64f6ac7c11c943fbf0964ec329bac84d7ef7553121c7fdbd906a28f63decf"
     assert "hunter2" not in (row.metadata_text or "") and "Alice" not in (row.metadata_text or "")
     assert stored["target_id"] == 3
