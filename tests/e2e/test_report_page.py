@@ -29,7 +29,7 @@ from jobs.compliance import ReportInputs, generate
 from jobs.ledger import RunRecord, record_run
 from jobs.policy import RetentionPolicy
 from jobs.report_policy import ReportsPolicy
-from tests.support.compliance_seed import KEYRING, NOW, PERIOD, seed
+from tests.support.compliance_seed import KEYRING, NOW, PERIOD, Seeded, seed
 from tests.support.php_schema import create_php_table
 from trace_service import migrate
 from trace_service.app import create_app
@@ -40,8 +40,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 @pytest.fixture
-def served(mariadb_url: str) -> Iterator[tuple[str, str, int]]:
-    """The app on a real socket over a seeded layout-B table, one stored report: (base, key, id)."""
+def served(mariadb_url: str) -> Iterator[tuple[str, str, int, Seeded]]:
+    """The app on a real socket over a seeded layout-B table, one stored report:
+    (base, key, id, what was seeded)."""
     from governance.masking import Masker
     from governance.policy import load_masking_policy
 
@@ -49,7 +50,7 @@ def served(mariadb_url: str) -> Iterator[tuple[str, str, int]]:
     engine = app.extensions["trace_engine"]
     create_php_table(engine, "B")
     migrate.upgrade(engine)
-    seed(engine, mariadb_url, "Africa/Cairo")
+    seeds = seed(engine, mariadb_url, "Africa/Cairo")
     for day, status in ((16, "ok"), (17, "ok"), (18, "failed")):
         at = NOW.replace(day=day, hour=1, minute=15)
         record_run(engine, RunRecord(job="retention", status=status, started_at=at, finished_at=at,
@@ -63,7 +64,7 @@ def served(mariadb_url: str) -> Iterator[tuple[str, str, int]]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", key, stored.id
+        yield f"http://127.0.0.1:{server.server_port}", key, stored.id, seeds
     finally:
         server.shutdown()
         thread.join(5)
@@ -100,9 +101,9 @@ def _at(document: Any, path: list[Any]) -> Any:
     return value
 
 
-def test_figures_on_the_page_match_the_json_report(served: tuple[str, str, int],
+def test_figures_on_the_page_match_the_json_report(served: tuple[str, str, int, Seeded],
                                                    browser: webdriver.Chrome, tmp_path: Path) -> None:
-    base, key, report_id = served
+    base, key, report_id, seeds = served
     request = urllib.request.Request(f"{base}/reports/{report_id}.json",
                                      headers={"Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -132,7 +133,8 @@ def test_figures_on_the_page_match_the_json_report(served: tuple[str, str, int],
                  "retention.rows_older_than_window_and_grace", "status", "sha256",
                  "volume.by_event_key.auth.logout"):
         assert name in shown
-    assert shown["volume.total"] == "17" and shown["leak_scan.findings"] == "8"
+    assert shown["volume.total"] == str(seeds.rows_in_period)
+    assert shown["leak_scan.findings"] == str(len(seeds.planted))
     assert shown["status"] == "fail" and shown["retention.failures.length"] == "1"
 
     save = os.environ.get("TRACE_SAVE_SCREENSHOT") == "1"
