@@ -32,6 +32,9 @@ HEX_TOKEN_MIN = 40  # sha1-sized and up: 32-hex correlation ids (PHP's bin2hex(r
 PREFIXED_BODY_MIN = 20
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-f]+|[0-9A-F]+")
+_HEX_LOWER = re.compile(r"[0-9a-f]+")
+_SID = re.compile(r"[A-Z]{1,4}(?P<hex>[0-9a-f]{24,})")
+GIT_OBJECT_ID = 40
 # Upper-case base32 of 24+ characters (TOTP seeds): random, though only digits 2-7 break the
 # letters, so the class-change test would undercount it.
 _BASE32 = re.compile(r"[A-Z2-7]{24,}={0,6}")
@@ -42,12 +45,12 @@ _DIGEST_WORDS = re.compile(
     r"revision|integrity|hash(?:es)?|md5|etag|fingerprint|blob|tree|parent|merged?|objects?|"
     r"cherry-picked|reverts?|builds?|images?|references?|ref|boundary|shasum|"
     r"ids?|uuid|guid|cursor|trace|span)(?![a-z])"
-    r"[^\r\n]{0,24}$")
+    r"[^\r\n]{0,24}\Z")  # \Z: "$" would also match before a final newline
 _DIGEST_TOKEN = re.compile(r"(?i)(?:sha(?:1|224|256|384|512)|md5)[-:]|----WebKitFormBoundary")
 _HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
-_DIGEST_PREFIX = re.compile(r"(?i)(?:sha(?:1|224|256|384|512)|md5|blake2b?|xxh64|\bh1)[:-]$")
+_DIGEST_PREFIX = re.compile(r"(?i)(?:sha(?:1|224|256|384|512)|md5|blake2b?|xxh64|\bh1)[:-]\Z")
 _SUMFILE_LINE = re.compile(r"[ \t]+\*?[\w./-]+")  # "<hex>  path/to/file" of sha256sum
-_WORD_START = re.compile(r"[^\s\"'`<>()\[\]{},;]*$")
+_WORD_START = re.compile(r"[^\s\"'`<>()\[\]{},;]*\Z")
 _USER_PASSWORD = re.compile(r"[^\s:{}\[\]\",]+:\S+")
 _SEGMENT = re.compile(r"[A-Z][a-z]+|[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 WORDS_MEAN_SEGMENT = 4.0
@@ -96,15 +99,21 @@ def _decodes_to_text(token: str) -> bool:
     # A single printable word ("foobarbaz1234...") may be an encoded password: only text with
     # structure (spaces, JSON, a query string) counts as data.
     return len(text) >= 12 and sum(32 <= ord(c) < 127 for c in text) >= 0.95 * len(text) \
-        and not _USER_PASSWORD.fullmatch(text) and (" " in text or text[0] in "{[" or "=" in text)
+        and (" " in text or text[0] in "{[" or "=" in text or "://" in text) \
+        and ("://" in text or not _USER_PASSWORD.fullmatch(text))
 
 
 def looks_random(token: str, min_length: int, min_bits: float) -> bool:
     """The shape test, without context: does ``token`` look like key material?"""
     if _BASE32.fullmatch(token):
         return sum(c.isdigit() for c in token) >= 2 and shannon_bits(token) >= min_bits
-    if "-" in token and _HEX.fullmatch(token.replace("-", "")):
-        return False  # grouped hex: UUIDs, W3C traceparent, B3 and sentry-trace ids
+    if ("-" in token or "/" in token) and _HEX.fullmatch(token.replace("-", "").replace("/", "")):
+        return False  # grouped hex: UUIDs, W3C traceparent, B3, sentry-trace, Cloud Trace ids
+    sid = _SID.fullmatch(token)
+    if sid is not None:
+        token = sid.group("hex")  # "SM8669...", "RQb4bb...": a type prefix on a hex object id
+    if len(token) == GIT_OBJECT_ID and _HEX_LOWER.fullmatch(token):
+        return False  # a git commit or object id, the commonest 40-hex string in logs
     if _HEX.fullmatch(token):
         return len(token) >= HEX_TOKEN_MIN and not token.isdigit() and not token.isalpha() \
             and shannon_bits(token) >= min(min_bits, 3.0)

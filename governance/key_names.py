@@ -36,14 +36,16 @@ class KeyClassifier:
     """Classifies key names against one policy's deny, allow, hash-suffix and OTP lists (cached)."""
 
     def __init__(self, deny: frozenset[str], allow: frozenset[str], hash_suffixes: frozenset[str],
-                 otp_words: frozenset[str], describe_suffixes: frozenset[str] = frozenset()) -> None:
+                 otp_words: frozenset[str], describe_suffixes: frozenset[str] = frozenset(),
+                 id_words: frozenset[str] = frozenset()) -> None:
         self.deny, self.allow = deny, allow
         self.hash_suffixes, self.otp_words = hash_suffixes, otp_words
-        self.describe_suffixes = describe_suffixes
+        self.describe_suffixes, self.id_words = describe_suffixes, id_words
         self._kinds: dict[str, str] = {}
 
     def kind(self, key: str) -> str:
-        """How values under ``key`` are treated: deny, hashed (skip entropy), otp or plain."""
+        """How values under ``key`` are treated: deny, hashed (digests and ids: no generic token
+    rule), otp or plain."""
         kind = self._kinds.get(key)
         if kind is None:
             kind = self._classify(key)
@@ -60,8 +62,8 @@ class KeyClassifier:
             return HASHED if words and words[-1] in self.hash_suffixes else PLAIN
         if contains_entry(words, self.deny):
             return DENY
-        if words and words[-1] in self.hash_suffixes:
-            return HASHED
+        if words and (words[-1] in self.hash_suffixes or not self.id_words.isdisjoint(words)):
+            return HASHED  # digests and ids: every rule but the generic token rule
         if contains_entry(words, self.otp_words):
             return OTP
         return PLAIN

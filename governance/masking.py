@@ -75,7 +75,7 @@ class Masker:
         self.policy = policy
         self.keyring = keyring if policy.email_mode == "hash" else None
         self.keys = KeyClassifier(policy.deny_keys, policy.allow_keys, policy.hash_suffixes,
-                                  policy.otp_words, policy.describe_suffixes)
+                                  policy.otp_words, policy.describe_suffixes, policy.id_words)
         self.detectors = Detectors(policy, self.keys)
         self._any_gate = self.detectors.gates_match
         self._max_depth = policy.max_depth

@@ -39,6 +39,7 @@ class MaskingPolicy:
     allow_keys: frozenset[str] = frozenset()
     hash_suffixes: frozenset[str] = frozenset()
     describe_suffixes: frozenset[str] = frozenset()
+    id_words: frozenset[str] = frozenset()
     otp_words: frozenset[str] = frozenset()
     detectors: frozenset[str] = frozenset(DETECTORS)
     formats: tuple[SecretFormat, ...] = ()
@@ -130,6 +131,7 @@ def parse_masking_policy(data: bytes, source: str = "<bytes>") -> MaskingPolicy:
         allow_keys=_words(keys, "allow", f"{source} [keys]"),
         hash_suffixes=_words(keys, "hash_suffixes", f"{source} [keys]"),
         describe_suffixes=_words(keys, "describe_suffixes", f"{source} [keys]"),
+        id_words=_words(keys, "id_words", f"{source} [keys]"),
         otp_words=_words(keys, "otp_words", f"{source} [keys]"),
         detectors=_words(detectors, "enabled", f"{source} [detectors]", DETECTORS.__contains__,
                          f"known detectors are {', '.join(DETECTORS)}"),

@@ -21,7 +21,7 @@ from governance.key_names import DENY, KeyClassifier
 # name, optional closing quote or bracket (JSON, print_r), separator, optional opening quote
 _PAIR = re.compile(
     r"""(?<![A-Za-z0-9_])(?<!\$\{)(?<!\{\{)(?P<key>[A-Za-z_][A-Za-z0-9_.-]{0,63}?)["']?\]?[ \t]*"""
-    r"""(?P<sep>=>|:=|=|:)[ \t]*(?P<open>\[\]string\{|\[)?(?P<quote>["']?)""")
+    r"""(?P<sep>=>|:=|=|:)[ \t]*(?P<open>\[\]string\{|\[)?(?P<quote>\\?["']|)""")
 # An unquoted value ends at white space, a quote, '<', '>', ';' or ',', or at '&' that starts the
 # next query parameter (a password may hold '&': "Tr0ub4dor&3").
 _BARE = re.compile(r"(?:[^\s\"'<>;,&]|&(?![A-Za-z_][A-Za-z0-9_.\[\]-]*=))+")
@@ -36,7 +36,11 @@ _PLACEHOLDER = re.compile(
     # the start of a template ("${DB_PASSWORD:?set it}") or a reference to where the value lives
     r"(?:\$\{|\{\{|%env\(|<).*|"
     r"(?:var|local|locals|env|process\.env|os\.environ|settings|config|secrets|vars|params|data)"
-    r"[.\[][A-Za-z_][\w.\]'\"\[]*")
+    r"[.\[][A-Za-z_][\w.\]'\"\[]*|"
+    # a function that reads it: getenv('DB_PASSWORD'), System.fetch_env!("KEY"), env("X")
+    r"[A-Za-z_][\w.:\\]*!?\(.*|"
+    # a name of two or three lower-case words: the name of a Secret or a key, not its value
+    r"[a-z]+(?:[-_][a-z]+){1,2}")
 _WORD = re.compile(r"[A-Za-z][a-z]{0,11}")  # "expired", "Invalid": a word, not a password
 _TRAILING = ".)]}"
 MIN_VALUE = 4

@@ -40,9 +40,11 @@ SECRETS = {
     "url_credentials": ["mysql://app:s3cr3t@db:3306/x", "see https://user:pa55@example.com/path"],
     "card_number": ["4111 1111 1111 1111", "5555-5555-5555-4444", "378282246310005", "6011111111111117"],
     "email": ["alice@example.com", "contact bob.smith+tag@mail.example.co.uk today"],
-    "high_entropy": ["Zm9vYmFyYmF6cXV4UXV1eDEyMzQ1Njc4OTBBQkNE", "0123456789abcdef0123456789abcdef01234567"],
+    "high_entropy": ["Zm9vYmFyYmF6cXV4UXV1eDEyMzQ1Njc4OTBBQkNE",
+                     "0123456789abcdef0123456789abcdef0123456789abcdef"],
 }
 NEAR_MISSES = [
+    "synced to 3b2bf48a3921cae28ae7a028809805ccfce96e54",  # a git commit id (40 lower-case hex)
     "3f2504e0-4f89-41d3-9a0c-0305e82c3301",       # a UUID request id
     "0123456789abcdef0123456789abcdef",            # a 32-hex correlation id (PHP bin2hex(16))
     "the quick brown fox jumps over the lazy dog",
@@ -135,7 +137,7 @@ def test_a_sha256_digest_stored_as_session_hash_passes() -> None:
     digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     assert MASKER.mask({"session_hash": digest, "payload_sha256": digest}) == {
         "session_hash": digest, "payload_sha256": digest}
-    assert MASKER.mask({"ref": digest})["ref"] == "[masked]"  # the same digest under an innocent key
+    assert MASKER.mask({"value": digest})["value"] == "[masked]"  # the same digest under an innocent key
 
 
 @pytest.mark.parametrize(
