@@ -1,12 +1,12 @@
 """The masking corpus (tests/governance/corpus/): loading it and measuring a masker on it.
 
-    .venv/bin/python -m tests.support.secret_corpus [--half tune|holdout|all] [--misses]
+    .venv/bin/python -m tests.support.secret_corpus [--half tune|holdout|fresh|final|extra|all] [--misses]
 
 prints recall by kind and false positives by category for a half. A positive is *caught* when
 none of its ``secrets`` survives anywhere in the masked output; an innocent is a *false positive*
 when masking changed it at all. The masker was tuned against the ``tune`` half only; the
-``holdout`` half was measured once before it was looked at, then tuned against too; the
-``fresh`` half (its own files) was built afterwards and never tuned against.
+``holdout``, ``fresh`` and ``final`` halves were each measured once before they were looked at,
+then tuned against too; ``extra`` was built last and never tuned against.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ class Result:
 def load(name: str, half: str = "all") -> list[dict[str, Any]]:
     """The rows of a corpus file (``positives``, ``fresh_innocents`` ...) in one half (or all).
 
-    The ``fresh`` half lives in its own files, ``fresh_positives`` and ``fresh_innocents``."""
-    if half in ("fresh", "final") and not name.startswith(half):
+    The ``fresh``, ``final`` and ``extra`` halves live in their own files (``<half>_positives``,
+    ``<half>_innocents``)."""
+    if half in ("fresh", "final", "extra") and not name.startswith(half):
         name = f"{half}_{name}"
     rows = [json.loads(line) for line in (CORPUS / f"{name}.jsonl").read_text("utf-8").splitlines()
             if line.strip()]
@@ -116,7 +117,8 @@ def report(result: Result, half: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--half", choices=["tune", "holdout", "fresh", "final", "all"], default="holdout")
+    parser.add_argument("--half", default="extra",
+                        choices=["tune", "holdout", "fresh", "final", "extra", "all"])
     parser.add_argument("--misses", action="store_true", help="list the ids missed and changed")
     args = parser.parse_args()
     result = evaluate(default_masker(), args.half)
