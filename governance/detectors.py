@@ -93,29 +93,31 @@ class Detectors:
                           text_credentials.kubernetes_secret_values))
         if "email" in enabled:
             rules.append(("email", "@", _emails))
-        self.generic = "high_entropy" in enabled
-        if self.generic:
+        self._generic_index = -1
+        if "high_entropy" in enabled:
+            self._generic_index = len(rules)
             rules.append(("high_entropy", generic_tokens.GATE, functools.partial(
                 generic_tokens.generic_tokens, min_length=policy.entropy_min_length,
                 min_bits=policy.entropy_min_bits)))
         self.rules = rules
-        self.kinds = frozenset(rule for rule, _gate, _matcher in rules)
-        self._generic_index = len(rules) - 1 if self.generic else -1
         gates = re2.Set.SearchSet(re2.Options())
         for _rule, gate, _matcher in rules:
             gates.Add(gate)
         gates.Compile()
-        # The binding's own object: its Python wrapper costs ~0.3 us a call on short texts.
-        self._match = self.gates_match = gates._set.Match
+        # The binding's own Match (UTF-8 bytes in, the indexes of the gates that matched out, or
+        # an empty list): its Python wrapper costs ~0.3 us a call on short texts.
+        self.gate_hits: Callable[[bytes], list[int]] = gates._set.Match
 
-    def find(self, text: str, *, generic: bool = True) -> list[Finding]:
+    def find(self, text: str, *, generic: bool = True,
+             hits: list[int] | None = None) -> list[Finding]:
         """Spans of ``text`` that the rules take for secrets, left to right, not overlapping.
 
         ``generic=False`` leaves out the generic token rule (for values under hash-named keys,
-        which are deliberate digests)."""
+        which are deliberate digests). ``hits`` is :attr:`gate_hits` of ``text`` when the caller
+        has already scanned it (the masker's fast path), so the scan is not repeated."""
         if len(text) < SHORTEST_SECRET:
             return []
-        candidates = self._match(text.encode())
+        candidates = self.gate_hits(text.encode()) if hits is None else hits
         if not candidates:
             return []
         found: list[tuple[int, int, int, str]] = []

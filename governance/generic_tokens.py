@@ -29,7 +29,7 @@ from collections.abc import Iterator
 CANDIDATE = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{20,}={0,2}")
 GATE = r"[A-Za-z0-9+/_-]{20}"
 HEX_TOKEN_MIN = 40  # sha1-sized and up: 32-hex correlation ids (PHP's bin2hex(random_bytes(16))) pass
-PREFIXED_BODY_MIN = 20
+UUID_REMAINDER_MIN = 20  # what is left of a run once its UUIDs are taken out must be this long
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX = re.compile(r"[0-9a-f]+|[0-9A-F]+")
 _HEX_LOWER = re.compile(r"[0-9a-f]+")
@@ -50,7 +50,7 @@ _DIGEST_TOKEN = re.compile(r"(?i)(?:sha(?:1|224|256|384|512)|md5)[-:]|----WebKit
 _HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
 _DIGEST_PREFIX = re.compile(r"(?i)(?:sha(?:1|224|256|384|512)|md5|blake2b?|xxh64|\bh1)[:-]\Z")
 _SUMFILE_LINE = re.compile(r"[ \t]+\*?[\w./-]+")  # "<hex>  path/to/file" of sha256sum
-_WORD_START = re.compile(r"[^\s\"'`<>()\[\]{},;]*\Z")
+_WORD_BREAKS = frozenset("\"'`<>()[]{},;")  # with white space, where a word before a run starts
 _USER_PASSWORD = re.compile(r"[^\s:{}\[\]\",]+:\S+")
 _SEGMENT = re.compile(r"[A-Z][a-z]+|[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 WORDS_MEAN_SEGMENT = 4.0
@@ -132,10 +132,18 @@ def looks_random(token: str, min_length: int, min_bits: float) -> bool:
         and class_transitions(token) >= TRANSITIONS_MIN and not _decodes_to_text(token)
 
 
+def _word_before(text: str, start: int) -> str:
+    """The part of the word that ends at ``start`` (back to white space or a quote, bracket,
+    comma or semicolon); scanned backwards, so each run costs only its own word."""
+    begin = start
+    while begin and not (text[begin - 1].isspace() or text[begin - 1] in _WORD_BREAKS):
+        begin -= 1
+    return text[begin:start]
+
+
 def _in_path(text: str, start: int, token: str) -> bool:
     """True when the run ``token`` at ``start`` is part of a URL path or a file path."""
-    word = _WORD_START.search(text, 0, start)
-    before = word.group() if word is not None else ""
+    before = _word_before(text, start)
     if not before:
         return token.startswith("/") and "/" in token[1:]  # "/var/www/...", not "/k8Fq..."
     scheme = before.find("://")
@@ -176,10 +184,9 @@ def generic_tokens(text: str, min_length: int, min_bits: float) -> Iterator[tupl
         token = match.group()
         if _UUID.search(token):
             token = _UUID.sub("", token).strip("-_")
-            if len(token) < PREFIXED_BODY_MIN:
+            if len(token) < UUID_REMAINDER_MIN:
                 continue
-        if "/" in token and (_in_path(text, start, token) or is_relative_path(token)):
+        if _in_path(text, start, token) or ("/" in token and is_relative_path(token)):
             continue
-        if looks_random(token, min_length, min_bits) and not _is_digest(text, start, end) \
-                and not _in_path(text, start, token):
+        if looks_random(token, min_length, min_bits) and not _is_digest(text, start, end):
             yield start, end

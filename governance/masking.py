@@ -26,7 +26,6 @@ replacement (rule ids and key paths, never values), for the leak scan and compli
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import isfinite
@@ -77,7 +76,6 @@ class Masker:
         self.keys = KeyClassifier(policy.deny_keys, policy.allow_keys, policy.hash_suffixes,
                                   policy.otp_words, policy.describe_suffixes, policy.id_words)
         self.detectors = Detectors(policy, self.keys)
-        self._any_gate = self.detectors.gates_match
         self._max_depth = policy.max_depth
         self._card_numbers = any(fmt.check == "luhn" for fmt in policy.formats)
         self._quiet_keys: set[str] = set()  # keys known to be PLAIN or HASHED (the fast path)
@@ -137,7 +135,8 @@ class Masker:
                 or max(map(len, texts)) > policy.max_string_chars):
             return False
         # One RE2 scan answers most calls; the detectors run only where a gate saw a candidate.
-        return not self._any_gate(joined.encode()) or not self.detectors.find(joined)
+        hits = self.detectors.gate_hits(joined.encode())
+        return not hits or not self.detectors.find(joined, hits=hits)
 
     def _gather(self, value: Any, texts: list[str], depth: int) -> bool:
         """Gather the strings of ``value``; False as soon as something needs the full walk.
@@ -200,7 +199,7 @@ class Masker:
         if vtype is int:
             return self._integer(value, path, kind, state)
         if vtype is float:
-            return value if math.isfinite(value) else None
+            return value if isfinite(value) else None
         if isinstance(value, (Mapping, list, tuple, set, frozenset)):
             if depth >= self.policy.max_depth:
                 state.note("depth_limit", path)

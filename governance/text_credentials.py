@@ -69,17 +69,20 @@ MYSQL_GATE = r"(?i)(?:mysql|mariadb)[^\r\n]*[ \t]-p"
 KUBERNETES_GATE = r"kind[\"']?\s*:\s*[\"']?Secret"
 
 
+def _denied_words(keys: KeyClassifier) -> str:
+    """An RE2 alternation of a word of every denied name (:meth:`KeyClassifier.gate_words`)."""
+    return "|".join(re.escape(word) for word in keys.gate_words())
+
+
 def option_gate(keys: KeyClassifier) -> str:
     """RE2 pattern that matches wherever :func:`option_values` can: ``-`` and a denied word."""
-    words = "|".join(re.escape(word) for word in keys.gate_words())
-    return rf"(?i)-[A-Za-z0-9_-]{{0,63}}(?:{words})"
+    return rf"(?i)-[A-Za-z0-9_-]{{0,63}}(?:{_denied_words(keys)})"
 
 
 def pair_gate(keys: KeyClassifier) -> str:
     """RE2 pattern that matches wherever :func:`credential_pairs` can find a pair: a word of a
     denied name, then name characters, an optional quote or bracket, and a separator."""
-    words = "|".join(re.escape(word) for word in keys.gate_words())
-    return rf"(?i)(?:{words})[A-Za-z0-9_.-]{{0,63}}[\"']?\]?[ \t]*[:=]"
+    return rf"(?i)(?:{_denied_words(keys)})[A-Za-z0-9_.-]{{0,63}}[\"']?\]?[ \t]*[:=]"
 
 
 def is_placeholder(value: str) -> bool:
