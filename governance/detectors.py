@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,7 +38,7 @@ from governance.secret_formats import CHECKS, SecretFormat
 if TYPE_CHECKING:
     from governance.policy import MaskingPolicy
 
-Matcher = Callable[[str], Iterable[tuple[int, int]]]
+Matcher = Callable[..., Iterable[tuple[int, int]]]
 SHORTEST_SECRET = 6  # "a@b.co", "pwd=abcd" is longer
 EMAIL = re.compile(
     r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
@@ -121,20 +121,43 @@ class Detectors:
         if not candidates:
             return []
         found: list[tuple[int, int, int, str]] = []
+        generic_index = self._generic_index
         for order in candidates:
-            if order == self._generic_index and not generic:
-                continue
-            rule, _gate, matcher = self.rules[order]
-            found.extend((start, order, end, rule) for start, end in matcher(text) if end > start)
-        if not found:
-            return []
+            if order != generic_index:
+                rule, _gate, matcher = self.rules[order]
+                found.extend((start, order, end, rule) for start, end in matcher(text) if end > start)
+        if generic and generic_index in candidates:
+            # The generic rule is the costly one and comes last in the order, so a run it would
+            # find inside a span a named format already found starts no earlier and loses the
+            # overlap to that span, as long as the span itself is kept. The named spans are
+            # passed in to be skipped, and in the rare case that one of them is dropped (it
+            # overlapped an earlier finding) the generic rule is run again on everything.
+            named = [(start, end) for start, _order, end, _rule in found]
+            findings, named_kept = self._resolve(found + self._generic(text, named))
+            if named_kept == len(named):
+                return findings
+            found += self._generic(text, ())
+        return self._resolve(found)[0]
+
+    def _generic(self, text: str,
+                 covered: Sequence[tuple[int, int]]) -> list[tuple[int, int, int, str]]:
+        order = self._generic_index
+        rule, _gate, matcher = self.rules[order]
+        return [(start, order, end, rule) for start, end in matcher(text, covered=covered)
+                if end > start]
+
+    def _resolve(self, found: list[tuple[int, int, int, str]]) -> tuple[list[Finding], int]:
+        """Findings left to right, not overlapping: where two overlap, the one that starts first
+        wins, then the earlier rule. Also how many named-rule (not generic) findings were kept."""
         found.sort()
         findings: list[Finding] = []
-        for start, _order, end, rule in found:
+        named_kept = 0
+        for start, order, end, rule in found:
             if findings and start < findings[-1].end:
                 continue  # overlaps a finding that started earlier
             findings.append(Finding(rule, start, end))
-        return findings
+            named_kept += order != self._generic_index
+        return findings, named_kept
 
 
 def is_email(text: str) -> bool:
