@@ -32,7 +32,7 @@ from math import isfinite
 from typing import Any
 
 from governance.checksums import is_card_number
-from governance.detectors import Detectors, Finding, is_email, is_otp_secret
+from governance.detectors import SHORTEST_SECRET, Detectors, Finding, is_email, is_otp_secret
 from governance.hashing import Keyring, email_hash
 from governance.key_names import DENY, HASHED, OTP, PLAIN, KeyClassifier
 from governance.php import php_key, plain_scalar
@@ -224,11 +224,14 @@ class Masker:
                 continue
             state.budget -= len(key)
             child = f"{path}.{key}" if path else key
-            kind = self.key_kind(key)
+            kind = self.keys.kind(key)
             if kind == DENY:
                 out[key] = self._deny(item, child, state)
-            elif type(item) is str and "@" in item and self._whole_email(item):
-                out.update(self._email_fields(key, item, child, state))
+            elif type(item) is str:  # the commonest value, without the dispatch of _value
+                if "@" in item and self._whole_email(item):
+                    out.update(self._email_fields(key, item, child, state))
+                else:
+                    out[key] = self._string(item, child, kind, state)
             else:
                 out[key] = self._value(item, child, depth + 1, kind, state)
         if omitted:
@@ -256,6 +259,8 @@ class Masker:
             text = text[: policy.max_string_chars] + TRUNCATED
             state.note("truncated", path)
         state.budget -= len(text)
+        if len(text) < SHORTEST_SECRET:
+            return text  # no rule, one-time codes included, finds anything this short
         if kind == OTP and is_otp_secret(text):
             state.note("otp", path)
             return policy.replacement

@@ -11,6 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from governance.checksums import IBAN_LENGTHS, iban_valid, is_card_number
+from governance.detectors import SHORTEST_SECRET, is_otp_secret
 from governance.errors import PolicyError
 from governance.generic_tokens import (
     _ascii_shape_is_random,
@@ -125,6 +126,15 @@ _CHAIN_CASES = [
     "ZXhhbXBsZS10b2tlbi0xMjM0NTY3ODkwYWJjZGVm/x@y.exampleBearer ",
     "GB82 WEST 1234 5698 7654 32sk_live_--access-key-secret Zx9Kq2Lm8Np4Rs7Tv1Wy/AKIAIOSFODNN7EXAMPLE",
 ]
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=SHORTEST_SECRET - 1) | st.text("0123456789-ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
+                                                     max_size=SHORTEST_SECRET - 1))
+def test_nothing_shorter_than_the_shortest_secret_is_one(text: str) -> None:
+    # The walk returns such strings at once, under OTP-named keys too.
+    assert not is_otp_secret(text)
+    assert not [rule for rule, _gate, matcher in DETECT.rules if any(e > s for s, e in matcher(text))]
 
 
 @pytest.mark.parametrize("text", _CHAIN_CASES)
