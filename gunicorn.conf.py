@@ -1,6 +1,6 @@
 """gunicorn settings for production:
 
-    TRACE_DATABASE_URL=mysql://... .venv/bin/gunicorn -c gunicorn.conf.py 'trace_service.app:create_app()'
+    TRACE_DATABASE_URL=mysql://... gunicorn -c gunicorn.conf.py 'trace_service.http.app:create_app()'
 
 Every setting can be overridden on the command line or with GUNICORN_* variables.
 """

@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch_db import scratch_database  # noqa: E402
 from trace_service import migrate  # noqa: E402
 from trace_service.db import create_engine  # noqa: E402
-from trace_service.keys import KeyStore  # noqa: E402
+from trace_service.http.keys import KeyStore  # noqa: E402
 
 TRACE = {"event_key": "auth.login.attempt", "severity": "info", "actor_admin_id": 7,
          "route_name": "admins.list",
@@ -106,7 +106,7 @@ def main() -> None:
         print(f"gunicorn -w 2 sync, wrk -t2 -c{args.connections} -d{args.duration}s on 127.0.0.1; "
               f"{os.cpu_count()} CPUs")
         results = {}
-        for name, app in (("bare", "bench.bare_app:app"), ("ours", "trace_service.app:create_app()")):
+        for name, app in (("bare", "bench.bare_app:app"), ("ours", "trace_service.http.app:create_app()")):
             process, port = start(app, env)
             results[name] = (wrk(port, single, headers, args.duration, args.connections),
                              wrk(port, batch, headers, args.duration, 4))

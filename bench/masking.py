@@ -41,7 +41,7 @@ from sentry_sdk.utils import AnnotatedValue  # noqa: E402
 
 from governance.hashing import Keyring  # noqa: E402
 from governance.masking import Masker  # noqa: E402
-from governance.policy import load_masking_policy  # noqa: E402
+from governance.masking_policy import load_masking_policy  # noqa: E402
 
 WORDS = [
     "admin", "user", "role", "grant", "deny", "login", "logout", "reset", "request", "profile",

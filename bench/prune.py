@@ -31,12 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch_db import scratch_database  # noqa: E402
 from jobs import ddl  # noqa: E402
 from jobs.cutoff import format_wall, retention_cutoff  # noqa: E402
 from jobs.partitions import convert_plan, plan_partitions  # noqa: E402
-from jobs.policy import load_retention_policy  # noqa: E402
 from jobs.pruning import Pruner, plan_prune  # noqa: E402
+from jobs.retention_policy import load_retention_policy  # noqa: E402
 from trace_service import migrate  # noqa: E402
 from trace_service.db import create_engine, table_layout  # noqa: E402
 

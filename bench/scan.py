@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch_db import scratch_database  # noqa: E402
 from governance.masking import Masker  # noqa: E402
-from governance.policy import load_masking_policy  # noqa: E402
+from governance.masking_policy import load_masking_policy  # noqa: E402
 from jobs.leak_scan import run_scan  # noqa: E402
 from trace_service import migrate  # noqa: E402
 from trace_service.db import create_engine  # noqa: E402

@@ -35,7 +35,7 @@ import pymysql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch import scratch_database  # noqa: E402
+from bench.scratch_db import scratch_database  # noqa: E402
 from trace_service import migrate  # noqa: E402
 from trace_service.config import Config, DatabaseURL  # noqa: E402
 from trace_service.db import create_engine  # noqa: E402

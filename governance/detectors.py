@@ -36,7 +36,7 @@ from governance.key_names import KeyClassifier
 from governance.secret_formats import CHECKS, SecretFormat
 
 if TYPE_CHECKING:
-    from governance.policy import MaskingPolicy
+    from governance.masking_policy import MaskingPolicy
 
 Matcher = Callable[..., Iterable[tuple[int, int]]]
 SHORTEST_SECRET = 6  # "a@b.co", "pwd=abcd" is longer

@@ -1,6 +1,6 @@
 """Masking: metadata in, a new masked object out (the caller's object is never mutated).
 
-Driven by a :class:`~governance.policy.MaskingPolicy` (``policies/masking.toml``):
+Driven by a :class:`~governance.masking_policy.MaskingPolicy` (``policies/masking.toml``):
 
 * **keys**: a denied key (normalised: ``X-Api-Key`` -> ``x_api_key``, ``totpSecret`` ->
   ``totp_secret``; denied when its words contain a denied entry) has its value replaced, whatever
@@ -35,8 +35,8 @@ from governance.checksums import is_card_number
 from governance.detectors import SHORTEST_SECRET, Detectors, Finding, is_email, is_otp_secret
 from governance.hashing import Keyring, email_hash
 from governance.key_names import DENY, HASHED, OTP, PLAIN, KeyClassifier
+from governance.masking_policy import MaskingPolicy
 from governance.php import php_key, plain_scalar
-from governance.policy import MaskingPolicy
 
 TRUNCATED = "…[truncated]"
 DEPTH_LIMIT = "[depth limit]"

@@ -34,10 +34,10 @@ from jobs import ddl
 from jobs.cutoff import retention_cutoff
 from jobs.ledger import RunRecord, read_runs, verify_chain
 from jobs.partitions import COPY_ROWS_PER_SECOND, convert_plan
-from jobs.policy import RetentionPolicy, load_retention_policy
 from jobs.pruning import PrunePlan
 from jobs.replicas import ReplicaLag
 from jobs.retention import JobOptions, partitions_job, plan_for, prune_job, retention_job
+from jobs.retention_policy import RetentionPolicy, load_retention_policy
 from trace_service.config import Config
 from trace_service.db import create_engine, table_layout
 

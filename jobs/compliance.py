@@ -38,11 +38,11 @@ from governance.reports import (
 from jobs.cutoff import format_wall, retention_cutoff, wall_text
 from jobs.leak_scan import run_scan
 from jobs.ledger import LedgerRow, RunRecord, details_json, read_runs, record_run, verify_chain
-from jobs.policy import RetentionPolicy, hour_minute, load_retention_policy
 from jobs.report_policy import ReportsPolicy, load_reports_policy
+from jobs.retention_policy import RetentionPolicy, hour_minute, load_retention_policy
 from trace_service.config import Config
-from trace_service.counters import read_samples
 from trace_service.db import is_mysql, table_layout
+from trace_service.http.counters import read_samples
 from trace_service.layout import TABLE_NAME
 from trace_service.writer import masker_from_config
 

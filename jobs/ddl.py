@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from governance.errors import ConfigError, MaintenanceError
 from jobs.partitions import CATCH_ALL, CatchAll, Partition
-from jobs.policy import PartitionPolicy
+from jobs.retention_policy import PartitionPolicy
 from trace_service.db import ER_LOCK_WAIT_TIMEOUT, error_code, is_mysql
 from trace_service.layout import TABLE_NAME, Layout
 

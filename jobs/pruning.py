@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from jobs.cutoff import format_wall, wall_text
-from jobs.policy import PrunePolicy
+from jobs.retention_policy import PrunePolicy
 from trace_service.db import ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT, error_code, is_mysql
 from trace_service.layout import TABLE_NAME, Layout
 

@@ -28,8 +28,8 @@ from jobs.cutoff import format_wall, retention_cutoff
 from jobs.ledger import LedgerRow, RunRecord, details_json, record_run
 from jobs.locks import RETENTION_LOCK, NamedLock
 from jobs.partitions import PartitionPlan, plan_partitions
-from jobs.policy import RetentionPolicy
 from jobs.pruning import PrunePlan, Pruner, PruneStats, plan_prune
+from jobs.retention_policy import RetentionPolicy
 from trace_service.db import is_mysql, table_layout
 
 logger = logging.getLogger("jobs.retention")

@@ -39,8 +39,8 @@ from governance.grants import check_grants
 from jobs.compliance import ReportInputs, generate, previous_week
 from jobs.ledger import RunRecord, record_run
 from jobs.locks import LEADER_LOCK, NamedLock
-from jobs.policy import RetentionPolicy, hour_minute
 from jobs.retention import JobOptions, retention_job
+from jobs.retention_policy import RetentionPolicy, hour_minute
 
 logger = logging.getLogger("jobs.scheduler")
 RetentionJob = Callable[[Engine, RetentionPolicy, str, datetime, JobOptions], RunRecord]

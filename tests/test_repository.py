@@ -41,7 +41,7 @@ EXEMPT = {
     "tests/governance/test_grants.py",
     "tests/test_repository.py",
     "bench/guard.py",  # times the guard on a write it must refuse
-    "tests/trace_service/test_counters.py",  # a refused write, to see the block counted and persisted
+    "tests/trace_service/http/test_counters.py",  # a refused write, to see the block counted and persisted
     "tests/support/audit_table.py",  # plants the PHP side's table for tests that prove it untouched
 }
 SQL_START = re.compile(
@@ -102,3 +102,38 @@ def test_no_project_code_writes_audit_logs() -> None:
 )
 def test_the_repository_check_finds_planted_writes(source: str, found: int) -> None:
     assert len(audit_writes_in(Path("planted.py"), source)) == found
+
+
+# ---------------------------------------------------------------- packaging
+
+import configparser  # noqa: E402
+
+# Folders of the checkout and the package each is installed as (setup.cfg's package_dir).
+INSTALLED_AS = {"policies": "governance.policies", "migrations": "trace_service.migrations"}
+
+
+def _setup_cfg() -> configparser.ConfigParser:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return config
+
+
+def test_every_package_folder_is_listed_in_setup_cfg() -> None:
+    """setup.cfg lists its packages (the mapped ones cannot be found): a new folder must be added
+    there, or the wheel would install without it."""
+    listed = set(_setup_cfg()["options"]["packages"].split())
+    folders = set()
+    for init in ROOT.glob("*/**/__init__.py"):
+        parts = init.parent.relative_to(ROOT).parts
+        if parts[0] in {"tests", "bench", ".venv", "build"}:
+            continue
+        top = INSTALLED_AS.get(parts[0], parts[0])
+        folders.add(".".join((top, *parts[1:])))
+    assert folders == listed
+
+
+def test_the_mapped_folders_are_where_setup_cfg_says() -> None:
+    mapping = dict(
+        (name.strip(), folder.strip()) for name, _, folder in
+        (line.partition("=") for line in _setup_cfg()["options"]["package_dir"].split("\n") if line.strip()))
+    assert mapping == {package: folder for folder, package in INSTALLED_AS.items()}

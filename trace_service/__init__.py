@@ -1,6 +1,9 @@
-"""Trace service: the best-effort writer, request-id correlation and the HTTP app.
+"""Trace service: the best-effort writer library that backend apps import, and (in
+:mod:`trace_service.http`) the HTTP service built on it.
 
-Importing the package runs nothing; the names below are imported on first use.
+Importing the package runs nothing; the names below are imported on first use, so an app that
+only records traces never loads Flask's service side. ``create_app`` is here so that
+``flask --app trace_service`` finds the service.
 """
 
 from __future__ import annotations
@@ -8,14 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trace_service.app import create_app
     from trace_service.config import Config
+    from trace_service.http.app import create_app
     from trace_service.writer import TraceWriter
 
 __all__ = ["Config", "TraceWriter", "create_app"]
 
 _LAZY = {
-    "create_app": "trace_service.app",
+    "create_app": "trace_service.http.app",
     "Config": "trace_service.config",
     "TraceWriter": "trace_service.writer",
 }

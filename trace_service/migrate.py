@@ -1,12 +1,15 @@
-"""Running the Alembic migrations from code (the CLI, the tests, the SQLite first run).
+"""Running the Alembic migrations from code (``flask db``, the tests, the SQLite first run).
 
-The scripts live in the repository's ``migrations/`` folder next to ``alembic.ini``; the service
-is installed from a checkout (``pip install -e .``), which is how both are found.
+The scripts are the checkout's top-level ``migrations/`` folder, installed as the package
+``trace_service.migrations`` (setup.cfg maps one to the other), so they are found through
+:mod:`importlib.resources` from a wheel and from a checkout alike. No ``alembic.ini`` is needed
+here: that file is for DBAs running ``alembic`` by hand in a checkout, and points at the same
+folder.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import resources
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -15,13 +18,19 @@ from sqlalchemy.engine import Connection, Engine
 
 from trace_service.db import forget_layout
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS_PACKAGE = "trace_service.migrations"
+
+
+def scripts_location() -> str:
+    """The folder of the Alembic scripts, wherever the package is installed (never zipped:
+    setuptools installs wheels unpacked)."""
+    return str(resources.files(SCRIPTS_PACKAGE))
 
 
 def alembic_config(connection: Connection | None = None) -> AlembicConfig:
     """An Alembic config for this project's scripts, bound to ``connection`` when given."""
-    config = AlembicConfig(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config = AlembicConfig()
+    config.set_main_option("script_location", scripts_location())
     config.attributes["configure_logger"] = False
     if connection is not None:
         config.attributes["connection"] = connection

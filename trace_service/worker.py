@@ -1,7 +1,7 @@
 """The writer's background side: a daemon thread that drains the queue into the database.
 
 :class:`Worker` owns the thread, the circuit breaker and the sink. It takes batches from the
-:class:`~trace_service.accounting.TraceQueue`, writes them with the sink (one multi-row INSERT,
+:class:`~trace_service.queue.TraceQueue`, writes them with the sink (one multi-row INSERT,
 its own transaction), and settles every item as written or dropped. While the breaker is open it
 drops what is queued (``circuit_open``), tells callers to drop at once (``accepting``), and
 probes the database with backoff until it answers. In inline mode the caller's thread runs
@@ -15,10 +15,10 @@ import threading
 import time
 from collections import Counter
 
-from trace_service.accounting import TraceQueue
 from trace_service.breaker import OPEN, CircuitBreaker
 from trace_service.config import Config
-from trace_service.lograte import RateLimitedLogger
+from trace_service.log_throttle import ThrottledLogger
+from trace_service.queue import TraceQueue
 from trace_service.sink import TraceItem, TraceSink, WriteResult
 
 CIRCUIT_OPEN = "circuit_open"
@@ -31,7 +31,7 @@ class Worker:
     """Drains a :class:`TraceQueue` through a :class:`TraceSink`, behind a circuit breaker."""
 
     def __init__(self, queue: TraceQueue, sink: TraceSink, config: Config,
-                 log: RateLimitedLogger) -> None:
+                 log: ThrottledLogger) -> None:
         self.queue = queue
         self.sink = sink
         self.config = config

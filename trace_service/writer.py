@@ -49,14 +49,14 @@ from sqlalchemy.engine import Engine
 
 from governance.hashing import Keyring
 from governance.masking import Masker
-from governance.policy import load_masking_policy
+from governance.masking_policy import load_masking_policy
 from trace_service import context
-from trace_service.accounting import Tally, TraceQueue
 from trace_service.config import Config, DatabaseURL
 from trace_service.db import create_engine
 from trace_service.errors import TraceInputError, TraceWriteError
-from trace_service.lograte import RateLimitedLogger
+from trace_service.log_throttle import ThrottledLogger
 from trace_service.php_json import snapshot
+from trace_service.queue import Tally, TraceQueue
 from trace_service.sink import (
     DB_ERROR,
     GUARD_BLOCKED,
@@ -133,7 +133,7 @@ class TraceWriter:
         self.masker = masker if masker is not None else masker_from_config(self.config)
         self._sink = TraceSink(engine, self.config.table_timezone, self.masker,
                                self.config.idempotency_window)
-        self._log = RateLimitedLogger(logger, self.config.log_interval)
+        self._log = ThrottledLogger(logger, self.config.log_interval)
         self._reset_state()
         _register(self)
 

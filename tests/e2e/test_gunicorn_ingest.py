@@ -16,7 +16,7 @@ import pytest
 from tests.support.gunicorn import free_port, start_gunicorn
 from trace_service import migrate
 from trace_service.db import create_engine
-from trace_service.keys import KeyStore
+from trace_service.http.keys import KeyStore
 from trace_service.reader import read_traces
 
 V4 = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"

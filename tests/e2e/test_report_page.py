@@ -27,13 +27,13 @@ from werkzeug.serving import make_server
 
 from jobs.compliance import ReportInputs, generate
 from jobs.ledger import RunRecord, record_run
-from jobs.policy import RetentionPolicy
 from jobs.report_policy import ReportsPolicy
+from jobs.retention_policy import RetentionPolicy
 from tests.support.compliance_seed import KEYRING, NOW, PERIOD, Seeded, seed
 from tests.support.php_schema import create_php_table
 from trace_service import migrate
-from trace_service.app import create_app
 from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.http.app import create_app
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -44,7 +44,7 @@ def served(mariadb_url: str) -> Iterator[tuple[str, str, int, Seeded]]:
     """The app on a real socket over a seeded layout-B table, one stored report:
     (base, key, id, what was seeded)."""
     from governance.masking import Masker
-    from governance.policy import load_masking_policy
+    from governance.masking_policy import load_masking_policy
 
     app = create_app(TestingConfig(database_url=DatabaseURL(mariadb_url), table_timezone="Africa/Cairo"))
     engine = app.extensions["trace_engine"]

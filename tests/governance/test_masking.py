@@ -15,7 +15,7 @@ from governance.checksums import card_issuer, luhn_valid
 from governance.hashing import Keyring, email_hash
 from governance.key_names import key_words
 from governance.masking import DEPTH_LIMIT, TRUNCATED, Masker
-from governance.policy import MaskingPolicy, load_masking_policy
+from governance.masking_policy import MaskingPolicy, load_masking_policy
 
 POLICY = load_masking_policy()
 KEYRING = Keyring.from_json(

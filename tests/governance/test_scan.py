@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from governance.masking import Masker
-from governance.policy import load_masking_policy
+from governance.masking_policy import load_masking_policy
 from governance.scan import Scanner, ScanTally
 
 SCANNER = Scanner(Masker(load_masking_policy()))

@@ -21,7 +21,7 @@ from governance.generic_tokens import (
     shannon_bits,
 )
 from governance.masking import Masker
-from governance.policy import load_masking_policy
+from governance.masking_policy import load_masking_policy
 from governance.secret_formats import parse_format, parse_formats
 
 POLICY = load_masking_policy()

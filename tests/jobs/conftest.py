@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from jobs.policy import PartitionPolicy, PrunePolicy, RetentionPolicy
+from jobs.retention_policy import PartitionPolicy, PrunePolicy, RetentionPolicy
 from tests.support.php_schema import create_php_table, php_insert
 from trace_service import migrate
 from trace_service.db import create_engine, table_layout

@@ -17,9 +17,9 @@ from jobs.cli import jobs_cli
 from jobs.ledger import read_runs
 from tests.jobs.conftest import insert_rows, stored_times
 from trace_service import migrate
-from trace_service.app import create_app
 from trace_service.config import DatabaseURL, TestingConfig
 from trace_service.db import create_engine
+from trace_service.http.app import create_app
 
 POLICY = """version = 1
 [retention]

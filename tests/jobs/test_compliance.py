@@ -20,15 +20,16 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from governance.masking import Masker
-from governance.policy import DEFAULT_POLICY_DIR, load_masking_policy
+from governance.masking_policy import load_masking_policy
+from governance.policy_files import shipped_policy
 from governance.report_store import get_report
 from governance.reports import Period
 from jobs.compliance import ReportInputs, expected_runs, gather, generate, previous_week
 from jobs.erasure import Subject, erase
 from jobs.leak_scan import run_scan
 from jobs.ledger import RunRecord, read_runs, record_run
-from jobs.policy import RetentionPolicy
 from jobs.report_policy import ReportsPolicy
+from jobs.retention_policy import RetentionPolicy
 from tests.support.compliance_seed import ALICE, KEYRING, NOW, PERIOD, Seeded, seed
 from tests.support.php_schema import create_php_table
 from trace_service import migrate
@@ -135,7 +136,7 @@ def test_report_states_exactly_the_seeded_figures(seeded: tuple[Engine, Seeded, 
     assert results["retention.ledger_chain"] == "pass"
     assert results["leak_scan.no_secrets"] == "fail"
     assert report["status"] == "fail"
-    policy_bytes = (DEFAULT_POLICY_DIR / "masking.toml").read_bytes()
+    policy_bytes = shipped_policy("masking.toml")
     assert report["masking_policy"]["sha256"] == hashlib.sha256(policy_bytes).hexdigest()
     # The counters were never persisted in this database: said, not claimed as zero.
     assert report["loss"] is None

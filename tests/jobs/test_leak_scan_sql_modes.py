@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from governance.masking import Masker
-from governance.policy import load_masking_policy
+from governance.masking_policy import load_masking_policy
 from jobs.leak_scan import run_scan
 from jobs.ledger import read_runs
 from tests.support.audit_table import plant_audit_logs

@@ -14,10 +14,10 @@ from sqlalchemy.engine import Engine
 
 from governance.errors import ConfigError
 from jobs.ledger import read_runs, verify_chain
-from jobs.policy import PrunePolicy
 from jobs.pruning import BatchSizer, Pruner, plan_prune
 from jobs.replicas import replica_lag
 from jobs.retention import JobOptions, prune_job
+from jobs.retention_policy import PrunePolicy
 from tests.jobs.conftest import POLICY, insert_rows, stored_times
 from tests.support.php_schema import create_php_table
 from trace_service import migrate

@@ -12,7 +12,7 @@ from apscheduler.triggers.date import DateTrigger
 from sqlalchemy.engine import Engine
 
 from jobs.ledger import read_runs
-from jobs.policy import RetentionPolicy
+from jobs.retention_policy import RetentionPolicy
 from jobs.scheduler import RetentionScheduler, daily_triggers
 from tests.jobs.conftest import POLICY
 from trace_service.db import create_engine
@@ -129,7 +129,7 @@ def test_daily_triggers_follow_the_policy_schedule() -> None:
 
 def test_the_leader_makes_the_weekly_report(php_table: Callable[[str], Engine]) -> None:
     from governance.masking import Masker
-    from governance.policy import load_masking_policy
+    from governance.masking_policy import load_masking_policy
     from governance.report_store import list_reports
     from jobs.compliance import ReportInputs
     from jobs.report_policy import ReportsPolicy

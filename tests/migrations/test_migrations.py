@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from tests.support.paths import CHECKOUT
 from tests.support.php_schema import create_php_table, php_insert
 from trace_service import migrate
 from trace_service.db import create_engine, table_layout
@@ -138,5 +139,5 @@ def test_ingest_tables_come_and_go_with_revision_0002(maria: Engine) -> None:
 
 
 def test_alembic_ini_holds_no_database_url() -> None:
-    text = (migrate.PROJECT_ROOT / "alembic.ini").read_text()
+    text = (CHECKOUT / "alembic.ini").read_text()
     assert "sqlalchemy.url" not in text

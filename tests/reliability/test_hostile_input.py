@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from tests.reliability.conftest import Behind, wait_for
 from tests.support.gunicorn import free_port, start_gunicorn, stop_gunicorn, wait_healthy
-from trace_service.keys import KeyStore
+from trace_service.http.keys import KeyStore
 
 pytestmark = pytest.mark.timeout(180)
 WORKER_TIMEOUT = 5  # gunicorn -t for this test: how long a stuck worker may hold a request

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from tests.reliability.conftest import Behind
 from tests.support.gunicorn import ROOT, free_port, start_gunicorn, stop_gunicorn
-from trace_service.keys import KeyStore
+from trace_service.http.keys import KeyStore
 
 pytestmark = pytest.mark.timeout(180)
 LOAD_SECONDS, CUT_AFTER, CUT_FOR = 9.0, 2.5, 3.0

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from jobs.cutoff import format_wall, retention_cutoff
-from jobs.policy import load_retention_policy
 from jobs.pruning import Pruner, plan_prune
+from jobs.retention_policy import load_retention_policy
 from tests.reliability.conftest import Behind
 from tests.support.gunicorn import ROOT
 from trace_service.db import table_layout

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from governance.hashing import Keyring, email_hash
 from governance.masking import Masker
-from governance.policy import load_masking_policy
+from governance.masking_policy import load_masking_policy
 from governance.reports import Period
 from tests.support.php_schema import php_insert
 from trace_service.config import DatabaseURL, TestingConfig

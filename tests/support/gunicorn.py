@@ -34,7 +34,7 @@ def start_gunicorn(database_url: str, port: int, env: dict[str, str] | None = No
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), *args,
-             "-b", f"127.0.0.1:{port}", "trace_service.app:create_app()"],
+             "-b", f"127.0.0.1:{port}", "trace_service.http.app:create_app()"],
             cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=log,
         )
         if not wait_healthy(port, 30):

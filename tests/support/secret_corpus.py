@@ -21,7 +21,7 @@ from typing import Any
 
 from governance.hashing import Keyring
 from governance.masking import Masker
-from governance.policy import load_masking_policy
+from governance.masking_policy import load_masking_policy
 
 CORPUS = Path(__file__).resolve().parent.parent / "governance" / "corpus"
 

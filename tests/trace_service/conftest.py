@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.trace_service.test_ingest import Ingest, make_ingest
+from tests.trace_service.http.test_ingest import Ingest, make_ingest
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.trace_service.test_ingest import Ingest, make_ingest
+from tests.trace_service.http.test_ingest import Ingest, make_ingest
 from trace_service import idempotency, migrate
 from trace_service.db import create_engine, is_mysql
 from trace_service.reader import read_traces

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from tests.support.audit_table import plant_audit_logs
 from tests.support.sql_modes import HOSTILE, MODES, PRINTABLE_HOSTILE, session_mode, snapshot
-from tests.trace_service.test_ingest import make_ingest
+from tests.trace_service.http.test_ingest import make_ingest
 from trace_service import migrate
 from trace_service.config import DatabaseURL, TestingConfig
 from trace_service.db import create_engine

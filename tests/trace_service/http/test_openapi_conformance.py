@@ -8,7 +8,7 @@ statuses contradict a documented choice are widened by one status each (README, 
 conformance"). Bounded and deterministic: few examples per operation, derandomized with a fixed
 seed, no deadline. Run alone with::
 
-    .venv/bin/pytest tests/trace_service/test_openapi_conformance.py
+    .venv/bin/pytest tests/trace_service/http/test_openapi_conformance.py
 
 The engine rather than ``schemathesis.pytest.from_fixture``: its lazy loader reads
 ``request.node._nodeid``, which pytest 9.2 removed. A server rather than ``from_wsgi``: the
@@ -28,7 +28,7 @@ from schemathesis.config._checks import NegativeDataRejectionConfig, PositiveDat
 from schemathesis.engine import events
 from werkzeug.serving import make_server
 
-from tests.trace_service.test_ingest import make_ingest
+from tests.trace_service.http.test_ingest import make_ingest
 
 # Why each one is left out or widened: README.md, "OpenAPI conformance".
 EXCLUDED: tuple[str, ...] = ()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from trace_service.ingest_schema import MAX_ACTOR_ID, load_trace
+from trace_service.http.ingest_schema import MAX_ACTOR_ID, load_trace
 
 
 @pytest.mark.parametrize("value", [7, "7", 7.0, 0, MAX_ACTOR_ID, str(MAX_ACTOR_ID)])

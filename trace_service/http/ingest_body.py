@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trace_service.errors import TelemetryError
-from trace_service.forms import FormError, parse_php_form
+from trace_service.http.forms import FormError, parse_php_form
 
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"

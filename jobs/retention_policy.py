@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from governance.errors import PolicyError
-from governance.policy import get_positive, get_value, get_zone, parse_policy_toml, read_policy_file
+from governance.policy_files import get_positive, get_value, get_zone, parse_policy_toml, read_policy_file
 
 HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
@@ -65,6 +65,10 @@ class RetentionPolicy:
     source: str = "<defaults>"
 
 
+# The one place each default is written: the dataclasses.
+DEFAULT, PRUNE, PARTITIONS = RetentionPolicy(), PrunePolicy(), PartitionPolicy()
+
+
 def _non_negative(table: dict[str, Any], key: str, where: str, default: int) -> int:
     value = get_value(table, key, int, where, default)
     if value < 0:
@@ -84,16 +88,16 @@ def _prune(doc: dict[str, Any], source: str) -> PrunePolicy:
     replicas = get_value(doc, "replicas", dict, source, {})
     rwhere = f"{source} [replicas]"
     policy = PrunePolicy(
-        batch_size=get_positive(table, "batch_size", where, 500),
-        min_batch_size=get_positive(table, "min_batch_size", where, 20),
-        max_batch_size=get_positive(table, "max_batch_size", where, 5000),
-        budget_ms=get_positive(table, "budget_ms", where, 50),
-        pause_ms=_non_negative(table, "pause_ms", where, 0),
-        max_run_seconds=_non_negative(table, "max_run_seconds", where, 0),
-        lock_wait_timeout=get_positive(table, "lock_wait_timeout", where, 2),
+        batch_size=get_positive(table, "batch_size", where, PRUNE.batch_size),
+        min_batch_size=get_positive(table, "min_batch_size", where, PRUNE.min_batch_size),
+        max_batch_size=get_positive(table, "max_batch_size", where, PRUNE.max_batch_size),
+        budget_ms=get_positive(table, "budget_ms", where, PRUNE.budget_ms),
+        pause_ms=_non_negative(table, "pause_ms", where, PRUNE.pause_ms),
+        max_run_seconds=_non_negative(table, "max_run_seconds", where, PRUNE.max_run_seconds),
+        lock_wait_timeout=get_positive(table, "lock_wait_timeout", where, PRUNE.lock_wait_timeout),
         replica_urls=tuple(_replica_urls(replicas, rwhere)),
-        max_lag_seconds=get_positive(replicas, "max_lag_seconds", rwhere, 10),
-        lag_check_interval=_seconds(replicas, "check_interval_seconds", rwhere, 1.0),
+        max_lag_seconds=get_positive(replicas, "max_lag_seconds", rwhere, PRUNE.max_lag_seconds),
+        lag_check_interval=_seconds(replicas, "check_interval_seconds", rwhere, PRUNE.lag_check_interval),
     )
     if not policy.min_batch_size <= policy.batch_size <= policy.max_batch_size:
         raise PolicyError(
@@ -115,22 +119,23 @@ def _replica_urls(table: dict[str, Any], where: str) -> list[str]:
 def _partitions(doc: dict[str, Any], source: str) -> PartitionPolicy:
     where, table = f"{source} [partitions]", get_value(doc, "partitions", dict, source, {})
     return PartitionPolicy(
-        days_ahead=get_positive(table, "days_ahead", where, 7),
-        lock_wait_timeout=get_positive(table, "lock_wait_timeout", where, 2),
-        retries=_non_negative(table, "retries", where, 5),
-        backoff_seconds=_seconds(table, "backoff_seconds", where, 1.0),
-        long_transaction_seconds=get_positive(table, "long_transaction_seconds", where, 30),
+        days_ahead=get_positive(table, "days_ahead", where, PARTITIONS.days_ahead),
+        lock_wait_timeout=get_positive(table, "lock_wait_timeout", where, PARTITIONS.lock_wait_timeout),
+        retries=_non_negative(table, "retries", where, PARTITIONS.retries),
+        backoff_seconds=_seconds(table, "backoff_seconds", where, PARTITIONS.backoff_seconds),
+        long_transaction_seconds=get_positive(table, "long_transaction_seconds", where,
+                                              PARTITIONS.long_transaction_seconds),
     )
 
 
 def _schedule(doc: dict[str, Any], source: str) -> tuple[str, tuple[str, ...], int]:
     where, table = f"{source} [schedule]", get_value(doc, "schedule", dict, source, {})
-    zone = get_zone(table, "timezone", where)
-    times = get_value(table, "retention", list, where, ["03:15"])
+    zone = get_zone(table, "timezone", where, DEFAULT.schedule_timezone)
+    times = get_value(table, "retention", list, where, list(DEFAULT.schedule_times))
     for value in times:
         if not isinstance(value, str) or not HHMM.fullmatch(value):
             raise PolicyError(f"{where}: retention holds {value!r}: 24-hour \"HH:MM\" times are required")
-    grace = get_positive(table, "misfire_grace_seconds", where, 3600)
+    grace = get_positive(table, "misfire_grace_seconds", where, DEFAULT.misfire_grace_seconds)
     return zone, tuple(times), grace
 
 
@@ -138,7 +143,7 @@ def parse_retention_policy(data: bytes, source: str = "<bytes>") -> RetentionPol
     """Validate the bytes of a retention policy file into a :class:`RetentionPolicy`."""
     doc = parse_policy_toml(data, source)
     retention = get_value(doc, "retention", dict, source, {})
-    days = get_positive(retention, "days", f"{source} [retention]", 30)
+    days = get_positive(retention, "days", f"{source} [retention]", DEFAULT.days)
     zone, times, grace = _schedule(doc, source)
     return RetentionPolicy(
         days=days, prune=_prune(doc, source), partitions=_partitions(doc, source),

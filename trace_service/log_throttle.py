@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 
-class RateLimitedLogger:
+class ThrottledLogger:
     """Log through ``logger``, at most once per ``interval`` seconds per key."""
 
     def __init__(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from governance.errors import PolicyError
-from governance.policy import DETECTORS, load_masking_policy, parse_masking_policy
+from governance.masking_policy import DETECTORS, load_masking_policy, parse_masking_policy
 
 
 def test_shipped_policy_loads_with_every_detector() -> None:

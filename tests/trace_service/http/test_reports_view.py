@@ -10,7 +10,7 @@ import pytest
 
 from governance.report_store import save_report
 from governance.reports import Period, ReportFacts, build_report
-from tests.trace_service.test_ingest import Ingest
+from tests.trace_service.http.test_ingest import Ingest
 
 
 def _report(trigger: str = "manual") -> dict[str, object]:

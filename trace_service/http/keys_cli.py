@@ -6,7 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from trace_service.keys import SCOPES, KeyStore
+from trace_service.http.keys import SCOPES, KeyStore
 
 keys_cli = AppGroup("keys", help="API keys for POST /api/telemetry/traces.")
 

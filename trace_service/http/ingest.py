@@ -1,7 +1,7 @@
 """``POST /api/telemetry/traces``: legacy services (PHP among them) post traces here.
 
 One trace (a JSON object), a batch (a JSON list), or a PHP ``http_build_query`` form; gzip
-allowed (``trace_service.ingest_body``). Each item is validated (``trace_service.ingest_schema``),
+allowed (``trace_service.http.ingest_body``). Each item is validated (``trace_service.http.ingest_schema``),
 answered ``duplicate`` when its ``event_id`` is already stored (``trace_service.idempotency``),
 and otherwise handed with its id to the app's :class:`~trace_service.writer.TraceWriter`, which
 masks it and stores it at most once per id (the id is remembered in the transaction that stores
@@ -32,25 +32,25 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from trace_service import context
 from trace_service.config import Config
+from trace_service.http.ingest_body import BodyLimits, IngestError, decode_body
+from trace_service.http.ingest_schema import load_trace
+from trace_service.http.keys import ApiKey, KeyStore
+from trace_service.http.metrics import IngestMetrics
+from trace_service.http.rate_limits import RateLimits
 from trace_service.idempotency import stored_ids
-from trace_service.ingest_body import BodyLimits, IngestError, decode_body
-from trace_service.ingest_schema import load_trace
-from trace_service.keys import ApiKey, KeyStore
-from trace_service.lograte import RateLimitedLogger
-from trace_service.metrics import IngestMetrics
-from trace_service.ratelimit import RateLimits
+from trace_service.log_throttle import ThrottledLogger
 from trace_service.writer import TraceWriter
 
 ingest = Blueprint("ingest", __name__)
-logger = logging.getLogger("trace_service.ingest")
+logger = logging.getLogger("trace_service.http.ingest")
 
 
-def auth_log() -> RateLimitedLogger:
+def auth_log() -> ThrottledLogger:
     """The app's auth-failure log: a line a minute per kind, so key guessing cannot flood it."""
     extensions = current_app.extensions
     if "trace_auth_log" not in extensions:
-        extensions["trace_auth_log"] = RateLimitedLogger(logger, 60.0)
-    log: RateLimitedLogger = extensions["trace_auth_log"]
+        extensions["trace_auth_log"] = ThrottledLogger(logger, 60.0)
+    log: ThrottledLogger = extensions["trace_auth_log"]
     return log
 
 

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.trace_service.test_ingest import URL, Ingest, make_ingest
-from trace_service.openapi import DOCUMENT
+from tests.trace_service.http.test_ingest import URL, Ingest, make_ingest
+from trace_service.http.openapi import DOCUMENT
 
 DOCUMENTED = {int(code) for code in DOCUMENT["paths"][URL]["post"]["responses"]}
 

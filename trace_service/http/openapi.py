@@ -1,8 +1,8 @@
 """The OpenAPI 3 document of the HTTP API, served at ``GET /api/openapi.json``.
 
-Kept beside the code it describes; ``tests/trace_service/test_openapi_conformance.py`` runs
+Kept beside the code it describes; ``tests/trace_service/http/test_openapi_conformance.py`` runs
 schemathesis against the live app so that every answer conforms to it, and
-``tests/trace_service/test_ingest.py`` checks that every documented status is produced.
+``tests/trace_service/http/test_ingest.py`` checks that every documented status is produced.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def _answer(description: str, schema: dict[str, Any], headers: dict[str, Any] | 
             "content": {"application/json": {"schema": schema}}}
 
 
-# What trace_service.ingest_schema accepts, as far as JSON Schema can say it. What it cannot
+# What trace_service.http.ingest_schema accepts, as far as JSON Schema can say it. What it cannot
 # (a JSON object inside a metadata string, a real calendar date in occurred_at) is refused per
 # item with field errors in the 202/422 Result.
 _PRINTABLE = "^[^\\u0000-\\u001f\\u007f]*$"  # no control characters: they break CSV and log lines

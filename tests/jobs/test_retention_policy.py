@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from governance.errors import PolicyError
-from jobs.policy import load_retention_policy, parse_retention_policy
+from jobs.retention_policy import load_retention_policy, parse_retention_policy
 
 
 def test_the_shipped_policy_loads() -> None:

@@ -10,7 +10,7 @@ import gzip
 
 import pytest
 
-from tests.trace_service.test_ingest import Ingest
+from tests.trace_service.http.test_ingest import Ingest
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 

@@ -12,11 +12,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.trace_service.test_forms import PHP_BODY
+from tests.trace_service.http.test_forms import PHP_BODY
 from trace_service import migrate
-from trace_service.app import create_app
 from trace_service.config import DatabaseURL, TestingConfig
-from trace_service.openapi import DOCUMENT
+from trace_service.http.app import create_app
+from trace_service.http.openapi import DOCUMENT
 from trace_service.reader import StoredTrace, read_traces
 
 URL = "/api/telemetry/traces"
@@ -278,7 +278,7 @@ def test_503_while_the_database_is_down(ingest: Ingest) -> None:
 def test_unexpected_errors_are_json_500s_with_the_request_id(
     ingest: Ingest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import trace_service.ingest as module
+    import trace_service.http.ingest as module
 
     def broken(item: Any) -> Any:
         raise RuntimeError("bug")
@@ -331,7 +331,7 @@ def test_openapi_document_lists_exactly_the_statuses_the_endpoint_produces(inges
 def test_auth_failures_are_logged_without_the_key(ingest: Ingest, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
-    with caplog.at_level(logging.WARNING, logger="trace_service.ingest"):
+    with caplog.at_level(logging.WARNING, logger="trace_service.http.ingest"):
         ingest.post({"event_key": "a"}, key="tsk_guessed_secret_value")
     assert "ingest refused a request from 127.0.0.1 (401)" in caplog.text
     assert "tsk_guessed_secret_value" not in caplog.text

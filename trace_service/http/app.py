@@ -20,24 +20,24 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from governance.audit_guard import blocked_total
-from governance.cli import guard_cli
 from governance.grants import GrantReport, check_grants
+from governance.guard_cli import guard_cli
 from trace_service import migrate
 from trace_service.config import Config
-from trace_service.counters import CounterPersister, service_counters
 from trace_service.db import create_engine, table_layout
 from trace_service.errors import ConfigError, TelemetryError
 from trace_service.flask_ext import RequestContext
-from trace_service.ingest import ingest
-from trace_service.keys import KeyStore
-from trace_service.keys_cli import keys_cli
-from trace_service.metrics import IngestMetrics
-from trace_service.openapi import DOCUMENT
-from trace_service.ratelimit import RateLimits
-from trace_service.reports_view import reports_view
+from trace_service.http.counters import CounterPersister, service_counters
+from trace_service.http.ingest import ingest
+from trace_service.http.keys import KeyStore
+from trace_service.http.keys_cli import keys_cli
+from trace_service.http.metrics import IngestMetrics
+from trace_service.http.openapi import DOCUMENT
+from trace_service.http.rate_limits import RateLimits
+from trace_service.http.reports_view import reports_view
 from trace_service.writer import TraceWriter
 
-logger = logging.getLogger("trace_service.app")
+logger = logging.getLogger("trace_service.http.app")
 
 request_context = RequestContext()
 health = Blueprint("health", __name__)

@@ -19,8 +19,8 @@ from sqlalchemy.engine import Engine
 
 from governance.report_render import to_csv, to_html, to_html_list
 from governance.report_store import StoredReport, get_report, list_reports
-from trace_service.ingest import authenticate, refuse
-from trace_service.ingest_body import IngestError
+from trace_service.http.ingest import authenticate, refuse
+from trace_service.http.ingest_body import IngestError
 
 reports_view = Blueprint("reports", __name__)
 _FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}

@@ -32,11 +32,11 @@ from sqlalchemy.engine import Engine
 
 from governance.audit_guard import blocked_total
 from governance.reports import CounterSample
-from trace_service.lograte import RateLimitedLogger
-from trace_service.metrics import IngestMetrics
+from trace_service.http.metrics import IngestMetrics
+from trace_service.log_throttle import ThrottledLogger
 from trace_service.writer import TraceWriter
 
-logger = logging.getLogger("trace_service.counters")
+logger = logging.getLogger("trace_service.http.counters")
 SNAPSHOTS_TABLE = "trace_counter_snapshots"
 snapshots = sa.table(SNAPSHOTS_TABLE, sa.column("instance", sa.String()), sa.column("name", sa.String()),
                      sa.column("value", sa.BigInteger()), sa.column("taken_at", sa.DateTime()))
@@ -92,7 +92,7 @@ class CounterPersister:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._log = RateLimitedLogger(logger, log_interval)
+        self._log = ThrottledLogger(logger, log_interval)
         self.failures = 0
 
     def start(self) -> CounterPersister:

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 
+from tests.support.paths import CHECKOUT
 from trace_service import migrate
-from trace_service.app import create_app
 from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.http.app import create_app
 
 
 @pytest.fixture
@@ -60,9 +61,9 @@ def test_db_current_reports_revision_and_layout(app: Flask) -> None:
 def test_alembic_command_line_reads_the_url_from_the_environment(sqlite_url: str) -> None:
     env = {**os.environ, "TRACE_DATABASE_URL": sqlite_url}
     done = subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(migrate.PROJECT_ROOT / "alembic.ini"),
+        [sys.executable, "-m", "alembic", "-c", str(CHECKOUT / "alembic.ini"),
          "upgrade", "head"],
-        env=env, capture_output=True, text=True, timeout=120, cwd=migrate.PROJECT_ROOT,
+        env=env, capture_output=True, text=True, timeout=120, cwd=CHECKOUT,
     )
     assert done.returncode == 0, done.stderr
     from trace_service.db import create_engine
