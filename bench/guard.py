@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
-from governance.audit_guard import AuditGuard, AuditWriteForbidden, install  # noqa: E402
+from governance.audit_guard import AuditGuard, install  # noqa: E402
+from governance.errors import AuditWriteForbidden  # noqa: E402
 from trace_service.layout import LAYOUT_A  # noqa: E402
 from trace_service.sink import insert_prefix, insert_sql, mysql_statements  # noqa: E402
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.scratch_db import scratch_database  # noqa: E402
 from trace_service import migrate  # noqa: E402
-from trace_service.config import Config, DatabaseURL  # noqa: E402
+from trace_service.config import DatabaseURL, WriterConfig  # noqa: E402
 from trace_service.db import create_engine  # noqa: E402
 from trace_service.writer import TraceWriter  # noqa: E402
 
@@ -130,7 +130,7 @@ def caller_cost(url: str, database: str, calls: int, rounds: int, batch: int) ->
         stdlib: list[float] = []
         for _ in range(rounds):
             # --- ours
-            config = Config(database_url=DatabaseURL(url), queue_size=calls * 2, batch_size=batch,
+            config = WriterConfig(database_url=DatabaseURL(url), queue_size=calls * 2, batch_size=batch,
                             flush_interval=0.05 if under_load else 3600)
             writer = TraceWriter.from_config(config, strict=False)
             if not under_load:
@@ -167,13 +167,16 @@ def caller_cost(url: str, database: str, calls: int, rounds: int, batch: int) ->
 def throughput(url: str, database: str, rows: int, rounds: int, batch: int) -> None:
     print(f"\n2. sustained throughput, {rows} rows, batch {batch}, {rounds} rounds per side")
     # The exact rows our writer stores, so both sides insert the same bytes.
-    probe = TraceWriter.from_config(Config(database_url=DatabaseURL(url)), strict=False)
-    from trace_service.sink import TraceItem, build_row
+    probe = TraceWriter.from_config(WriterConfig(database_url=DatabaseURL(url)), strict=False)
+    from trace_service.db import table_layout
+    from trace_service.queue import TraceItem
+    from trace_service.sink import build_row
+    from trace_service.values import TimestampFormatter
 
-    layout = probe._sink.layout()
+    layout = table_layout(probe.engine)
     item = TraceItem("auth.login.attempt", "info", 7, "10.0.0.1", "Mozilla/5.0 (bench)",
                      "admins.list", KW["request_id"], METADATA, time.time_ns())
-    row, _ = build_row(item, layout, probe._sink.formatter)
+    row, _ = build_row(item, layout, TimestampFormatter(probe.config.table_timezone))
     probe.close(1)
     raw_rates, our_rates = [], []
     for _ in range(rounds):
@@ -188,7 +191,7 @@ def throughput(url: str, database: str, rows: int, rounds: int, batch: int) -> N
         conn.close()
         truncate(database)
 
-        config = Config(database_url=DatabaseURL(url), queue_size=rows + 1, batch_size=batch,
+        config = WriterConfig(database_url=DatabaseURL(url), queue_size=rows + 1, batch_size=batch,
                         flush_interval=0.05)
         writer = TraceWriter.from_config(config, strict=False)
         writer.record("warm.up", **KW)

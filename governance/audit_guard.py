@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from governance.errors import TelemetryError
+from governance.errors import AuditWriteForbidden
 from governance.sql_targets import protected_writes
 
 DEFAULT_PROTECTED = ("audit_logs",)
@@ -39,18 +39,6 @@ logger = logging.getLogger("governance.audit_guard")
 _lock = threading.Lock()
 _blocked: Counter[str] = Counter()
 _guards: weakref.WeakKeyDictionary[Engine, AuditGuard] = weakref.WeakKeyDictionary()
-
-
-class AuditWriteForbidden(TelemetryError):
-    """A statement would write a protected table; it was not sent to the database."""
-
-    def __init__(self, tables: Iterable[str], digest: str) -> None:
-        self.tables = tuple(sorted(tables))
-        self.digest = digest
-        super().__init__(
-            f"refused a write to {', '.join(self.tables)}: that table belongs to the "
-            f"authoritative audit writer (statement sha256 {digest[:16]})"
-        )
 
 
 class AuditGuard:

@@ -35,7 +35,7 @@ from sqlglot import Token, TokenType, exp
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import SqlglotError
 
-from governance.errors import TelemetryError
+from governance.errors import UnparseableSQL
 
 _DIALECT = MySQL()
 _VERSIONED_COMMENT = re.compile(r"/\*M?!\d*(.*?)\*/", re.DOTALL)
@@ -45,10 +45,6 @@ _PARSED_WRITES = (exp.Insert, exp.Update, exp.Delete, exp.TruncateTable, exp.Alt
                   exp.Create)
 # sqlglot logs a warning each time it falls back to a Command; we handle those forms ourselves.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
-
-
-class UnparseableSQL(TelemetryError):
-    """SQL text that could not be analysed (the guard refuses it if it names a protected table)."""
 
 
 @dataclass(frozen=True)

@@ -38,15 +38,15 @@ from jobs.pruning import PrunePlan
 from jobs.replicas import ReplicaLag
 from jobs.retention import JobOptions, partitions_job, plan_for, prune_job, retention_job
 from jobs.retention_policy import RetentionPolicy, load_retention_policy
-from trace_service.config import Config
 from trace_service.db import create_engine, table_layout
+from trace_service.http.config import ServiceConfig
 
 jobs_cli = AppGroup("jobs", help="Retention: pruning, partitions, the job ledger, the scheduler.")
 # DDL (a partition split, a conversion) may legitimately run for minutes.
 JOB_IO_TIMEOUT = 3600.0
 
 
-def job_engine(config: Config) -> Engine:
+def job_engine(config: ServiceConfig) -> Engine:
     """An engine for maintenance: guarded, with a long I/O timeout.
 
     Five connections: the scheduler's leader lock, the job's lock, the batches, and short
@@ -55,9 +55,9 @@ def job_engine(config: Config) -> Engine:
                          io_timeout=JOB_IO_TIMEOUT, pool_size=5)
 
 
-def cli_config() -> Config:
+def cli_config() -> ServiceConfig:
     """The running app's config (commands run inside the app context)."""
-    config: Config = current_app.extensions["trace_config"]
+    config: ServiceConfig = current_app.extensions["trace_config"]
     return config
 
 

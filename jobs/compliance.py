@@ -40,8 +40,8 @@ from jobs.leak_scan import run_scan
 from jobs.ledger import LedgerRow, RunRecord, details_json, read_runs, record_run, verify_chain
 from jobs.report_policy import ReportsPolicy, load_reports_policy
 from jobs.retention_policy import RetentionPolicy, hour_minute, load_retention_policy
-from trace_service.config import Config
 from trace_service.db import is_mysql, table_layout
+from trace_service.http.config import ServiceConfig
 from trace_service.http.counters import read_samples
 from trace_service.layout import TABLE_NAME
 from trace_service.writer import masker_from_config
@@ -63,7 +63,7 @@ class ReportInputs:
     counters_persist_seconds: float = 60.0
 
 
-def report_inputs(config: Config) -> ReportInputs:
+def report_inputs(config: ServiceConfig) -> ReportInputs:
     """The policies and masker named by ``config`` (the shipped policy files by default)."""
     return ReportInputs(
         zone=config.table_timezone,

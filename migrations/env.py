@@ -11,7 +11,7 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from trace_service.config import Config
+from trace_service.config import WriterConfig
 from trace_service.db import create_engine
 
 config = context.config
@@ -26,7 +26,7 @@ target_metadata = None
 
 def run_migrations_offline() -> None:
     """Emit SQL to stdout (``alembic upgrade head --sql``) for a DBA to read or run."""
-    url = Config.from_env().database_url
+    url = WriterConfig.from_env().database_url
     context.configure(
         url=url.render(),
         literal_binds=True,
@@ -44,7 +44,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(Config.from_env().database_url, pool_size=1)
+    engine = create_engine(WriterConfig.from_env().database_url, pool_size=1)
     try:
         with engine.connect() as conn:
             context.configure(connection=conn, target_metadata=target_metadata)

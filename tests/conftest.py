@@ -19,10 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 import trace_service.writer as writer_module
+from governance.masking import Masker
 from tests.support.sql_modes import global_sql_mode
 from trace_service import migrate
-from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL
 from trace_service.db import create_engine
+from trace_service.http.config import TestingConfig
 from trace_service.writer import TraceWriter
 
 MARIADB_SERVER_URL = os.environ.get("TRACE_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
@@ -104,9 +106,10 @@ def make_writer(database_url: str) -> Iterator[Callable[..., TraceWriter]]:
     """A factory of writers on ``database_url`` (TestingConfig, overrides as keywords)."""
     writers: list[TraceWriter] = []
 
-    def make(url: str | None = None, strict: bool | None = None, **settings: Any) -> TraceWriter:
+    def make(url: str | None = None, strict: bool | None = None, masker: Masker | None = None,
+             **settings: Any) -> TraceWriter:
         config = TestingConfig(database_url=DatabaseURL(url or database_url), **settings)
-        writer = TraceWriter.from_config(config, strict=strict)
+        writer = TraceWriter.from_config(config, strict=strict, masker=masker)
         writers.append(writer)
         return writer
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trace_service.config import Config
+    from trace_service.config import WriterConfig
     from trace_service.http.app import create_app
     from trace_service.writer import TraceWriter
 
-__all__ = ["Config", "TraceWriter", "create_app"]
+__all__ = ["WriterConfig", "TraceWriter", "create_app"]
 
 _LAZY = {
     "create_app": "trace_service.http.app",
-    "Config": "trace_service.config",
+    "WriterConfig": "trace_service.config",
     "TraceWriter": "trace_service.writer",
 }
 

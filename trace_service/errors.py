@@ -1,17 +1,20 @@
-"""Exceptions of the trace service: the project's one tree, drawn in ``governance.errors``."""
+"""The exceptions a user of the writer library may meet: the project's one tree, drawn and
+defined in ``governance.errors``, handed on here."""
 
 from __future__ import annotations
 
 from governance.errors import (
     ConfigError,
     LayoutError,
+    MetadataError,
     PolicyError,
+    SinkUnavailable,
     TelemetryError,
     TraceInputError,
     TraceWriteError,
 )
 
 __all__ = [
-    "ConfigError", "LayoutError", "PolicyError", "TelemetryError", "TraceInputError",
-    "TraceWriteError",
+    "ConfigError", "LayoutError", "MetadataError", "PolicyError", "SinkUnavailable", "TelemetryError",
+    "TraceInputError", "TraceWriteError",
 ]

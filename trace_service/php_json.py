@@ -38,8 +38,8 @@ from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any, cast
 
+from governance.errors import MetadataError
 from governance.php import php_key, plain_scalar
-from trace_service.errors import TraceInputError
 
 MAX_DEPTH = 512
 
@@ -48,10 +48,6 @@ _ascii: Callable[[str], str] = encode_basestring_ascii
 _DEL_ESCAPE = re.compile(r"((?<!\\)(?:\\\\)*)\\u007f")
 
 Frozen = dict[str, Any] | list[Any] | str | int | float | bool | None
-
-
-class MetadataError(TraceInputError):
-    """Metadata that cannot be stored: not a dict or list, nested deeper than PHP's limit, cyclic."""
 
 
 def snapshot(metadata: Any) -> bytes | Frozen:

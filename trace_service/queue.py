@@ -1,4 +1,10 @@
-"""The writer's queue and its exact accounting: every submission ends written or dropped.
+"""The writer's queue, what passes through it, and its exact accounting: every submission ends
+written or dropped.
+
+Here because every side of the hand-off uses them: the caller's side (``TraceWriter``) makes a
+:class:`TraceItem` and puts it in the :class:`TraceQueue`; the background side (``Worker``) takes
+batches and hands them to a :class:`Sink`, whose :class:`WriteResult` counts each item as written,
+a duplicate, or dropped for one :class:`DropReason`.
 
 :class:`TraceQueue` is shared by the caller side (``TraceWriter``) and the background side
 (``Worker``). Callers append without a lock (``deque.append`` is atomic); whoever takes items
@@ -17,11 +23,89 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol
 
-from trace_service.sink import TraceItem, WriteResult
+from trace_service.php_json import Frozen
+
+
+class DropReason(StrEnum):
+    """Why a submitted trace was not written. Every loss is counted under exactly one of these
+    (in ``stats()``, ``/metrics``, the persisted counters and the reports), in this order."""
+
+    QUEUE_FULL = "queue_full"  # load: the bounded queue was full
+    DB_ERROR = "db_error"  # the database refused the batch or could not be reached
+    # The connection was lost after the batch was sent (MySQL client error 2013, e.g. a read
+    # timeout while the server committed): the rows may or may not be stored. Never retried.
+    UNCONFIRMED = "unconfirmed"
+    INVALID = "invalid"  # a record() argument or a value the server refuses
+    MASKING_ERROR = "masking_error"  # masking failed: dropped, never stored unmasked
+    GUARD_BLOCKED = "guard_blocked"  # the audit_logs guard refused the statement
+    CIRCUIT_OPEN = "circuit_open"  # the breaker is open: the database is down
+    NO_THREAD = "no_thread"  # the writer thread could not be started (the thread limit)
+    SHUTDOWN = "shutdown"  # queued when the writer closed and not written in time
+    INTERNAL_ERROR = "internal_error"  # a bug: counted, never left pending
+
+    @property
+    def is_error(self) -> bool:
+        """A drop that means something is wrong (not load, an outage being ridden out, or a
+        shutdown): strict mode raises on these."""
+        return self in _ERRORS
+
+
+_ERRORS = frozenset({DropReason.DB_ERROR, DropReason.UNCONFIRMED, DropReason.INVALID,
+                     DropReason.MASKING_ERROR, DropReason.GUARD_BLOCKED, DropReason.NO_THREAD,
+                     DropReason.INTERNAL_ERROR})
+
+
+class TraceItem(NamedTuple):
+    """One accepted ``record()`` call, as it waits in the queue (immutable, values frozen)."""
+
+    event_key: str
+    severity: object
+    actor_admin_id: int | None
+    ip_address: str | None
+    user_agent: str | None
+    route_name: str | None
+    request_id: str | None
+    metadata: bytes | Frozen  # a php_json.snapshot()
+    when: int | datetime  # epoch nanoseconds, or the caller's occurred_at
+    event_id: str | None = None  # canonical UUID text: stored at most once within the window
+
+
+@dataclass
+class WriteResult:
+    """What one :meth:`Sink.write` call did; every item is counted exactly once."""
+
+    written: int = 0
+    dropped: Counter[DropReason] = field(default_factory=Counter)
+    # Items whose event_id was already stored: neither written nor lost.
+    duplicates: int = 0
+    unknown_severity: int = 0
+    # Set when the database could not take writes at all: the breaker counts a failure.
+    unavailable: bool = False
+    last_error: str | None = None
+
+    def drop(self, reason: DropReason, count: int, error: str) -> None:
+        """Count ``count`` items dropped for ``reason``, remembering the error text."""
+        self.dropped[reason] += count
+        self.last_error = error
+
+
+class Sink(Protocol):
+    """Where the worker writes batches: :class:`~trace_service.sink.TraceSink` (the live table)
+    or :class:`~trace_service.memory_sink.MemorySink` (memory, for tests)."""
+
+    def write(self, items: list[TraceItem]) -> WriteResult:
+        """Store ``items``; never raises: every item is counted once in the result, and
+        ``unavailable`` tells the circuit breaker that the store cannot take writes."""
+
+    def probe(self) -> None:
+        """Return when the store can take writes again; raise
+        :class:`~trace_service.errors.SinkUnavailable` (or anything) when it cannot."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +114,7 @@ class Tally:
 
     submitted: int
     written: int
-    dropped_by_reason: dict[str, int]
+    dropped_by_reason: dict[str, int]  # every DropReason by its value, in the enum's order
     pending: int
     queue_depth: int
     unknown_severity: int
@@ -49,7 +133,7 @@ class TraceQueue:
         self._direct = 0
         self._taken = 0
         self._written = 0
-        self._dropped: Counter[str] = Counter()
+        self._dropped: Counter[DropReason] = Counter()
         self._duplicates = 0
         self._unknown_severity = 0
         self._errors_reported = 0
@@ -79,7 +163,7 @@ class TraceQueue:
             self._taken += len(batch)
         return batch
 
-    def count_direct(self, reason: str | None = None, error: str | None = None) -> None:
+    def count_direct(self, reason: DropReason | None = None, error: str | None = None) -> None:
         """Count a submission that never entered the queue (dropped for ``reason``, if given)."""
         with self.lock:
             self._direct += 1
@@ -99,7 +183,7 @@ class TraceQueue:
                 self.last_error = result.last_error
             self._settled.notify_all()
 
-    def discard(self, reason: str) -> int:
+    def discard(self, reason: DropReason) -> int:
         """Drop everything queued now, counted as ``reason``; returns how many."""
         batch = self.take(len(self._items) + 1)
         if batch:
@@ -123,21 +207,22 @@ class TraceQueue:
                 poke()
         return True
 
-    def new_errors(self, reasons: Iterable[str]) -> tuple[int, str | None]:
-        """Drops for ``reasons`` since the last call, and the last error text (strict mode)."""
+    def new_errors(self) -> tuple[int, str | None]:
+        """Error drops (:attr:`DropReason.is_error`) since the last call, and the last error text
+        (strict mode)."""
         with self.lock:
-            lost = sum(self._dropped[r] for r in reasons)
+            lost = sum(count for reason, count in self._dropped.items() if reason.is_error)
             new = lost - self._errors_reported
             self._errors_reported = lost
             return new, self.last_error
 
-    def tally(self, reasons: Iterable[str]) -> Tally:
-        """A consistent snapshot, with a count for every one of ``reasons``."""
+    def tally(self) -> Tally:
+        """A consistent snapshot, with a count for every :class:`DropReason`."""
         with self.lock:
             return Tally(
                 submitted=self._direct + self._taken + len(self._items),
                 written=self._written,
-                dropped_by_reason={reason: self._dropped[reason] for reason in reasons},
+                dropped_by_reason={reason.value: self._dropped[reason] for reason in DropReason},
                 pending=self._pending_locked(),
                 queue_depth=len(self._items),
                 unknown_severity=self._unknown_severity,

@@ -19,75 +19,28 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from governance.audit_guard import AuditWriteForbidden
-from governance.errors import MaskingError
+from governance.errors import AuditWriteForbidden, MaskingError
 from governance.masking import Masker
 from trace_service import db, idempotency
-from trace_service.errors import LayoutError, TelemetryError, TraceInputError
+from trace_service.errors import LayoutError, SinkUnavailable, TraceInputError
 from trace_service.layout import TABLE_NAME, Layout
-from trace_service.php_json import Frozen, encode_metadata, thaw
+from trace_service.php_json import encode_metadata, thaw
+from trace_service.queue import DropReason, TraceItem, WriteResult
 from trace_service.sql_modes import backslash_escapes_off
 from trace_service.values import TimestampFormatter, normalise_severity, truncate
 
-DB_ERROR = "db_error"
-INVALID = "invalid"
-MASKING_ERROR = "masking_error"
-GUARD_BLOCKED = "guard_blocked"  # the audit_logs guard refused the statement (never swallowed)
-# The connection was lost after the batch was sent (MySQL client error 2013, e.g. a read timeout
-# while the server committed): the rows may or may not be stored. Never retried (no duplicates).
-UNCONFIRMED = "unconfirmed"
 _DEADLOCK_ATTEMPTS = 3  # InnoDB rolls a deadlock victim back whole: it may simply run again
 _FORGET_EVERY = 500  # on average, expired event ids are deleted once per this many claims
 # A generator of our own: the writer thread must not advance the global `random` state that
 # the host application (or a test's hypothesis run) relies on.
 _dice = random.Random()
-
-
-class TraceItem(NamedTuple):
-    """One accepted ``record()`` call, as it waits in the queue (immutable, values frozen)."""
-
-    event_key: str
-    severity: object
-    actor_admin_id: int | None
-    ip_address: str | None
-    user_agent: str | None
-    route_name: str | None
-    request_id: str | None
-    metadata: bytes | Frozen  # a php_json.snapshot()
-    when: int | datetime  # epoch nanoseconds, or the caller's occurred_at
-    event_id: str | None = None  # canonical UUID text: stored at most once within the window
-
-
-class SinkUnavailable(TelemetryError):
-    """The database cannot take writes now (unreachable, table missing): a breaker failure."""
-
-
-@dataclass
-class WriteResult:
-    """What one :meth:`TraceSink.write` call did; every item is counted exactly once."""
-
-    written: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-    # Items whose event_id was already stored: neither written nor lost.
-    duplicates: int = 0
-    unknown_severity: int = 0
-    # Set when the database could not take writes at all: the breaker counts a failure.
-    unavailable: bool = False
-    last_error: str | None = None
-
-    def drop(self, reason: str, count: int, error: str) -> None:
-        """Count ``count`` items dropped for ``reason``, remembering the error text."""
-        self.dropped[reason] += count
-        self.last_error = error
 
 
 def build_row(
@@ -127,15 +80,15 @@ def build_row(
     return row, known
 
 
-def insert_prefix(layout: Layout) -> str:
+def insert_prefix(layout: Layout, table: str = TABLE_NAME) -> str:
     """``INSERT INTO telemetry_traces (<the layout's columns>) VALUES `` (rows follow)."""
-    return f"INSERT INTO {TABLE_NAME} ({', '.join(layout.insert_columns)}) VALUES "
+    return f"INSERT INTO {table} ({', '.join(layout.insert_columns)}) VALUES "
 
 
-def insert_sql(layout: Layout, paramstyle: str) -> str:
+def insert_sql(layout: Layout, paramstyle: str, table: str = TABLE_NAME) -> str:
     """The INSERT statement for one row of ``layout`` in the driver's parameter style."""
     marker = "?" if paramstyle == "qmark" else "%s"
-    return insert_prefix(layout) + "(" + ", ".join(marker for _ in layout.insert_columns) + ")"
+    return insert_prefix(layout, table) + "(" + ", ".join(marker for _ in layout.insert_columns) + ")"
 
 
 # PyMySQL's own executemany() splits its multi-row statements at this many bytes.
@@ -237,8 +190,11 @@ class TraceSink:
     """Writes trace items to the live ``telemetry_traces`` through ``engine``."""
 
     def __init__(self, engine: Engine, timezone: str, masker: Masker | None = None,
-                 idempotency_window: float = 0.0) -> None:
+                 idempotency_window: float = 0.0, *, table: str = TABLE_NAME) -> None:
+        """``table`` is the table the rows go to: always ``telemetry_traces`` in the service;
+        the guard's tests name ``audit_logs`` here, as a misconfiguration would."""
         self.engine = engine
+        self.table = table
         self.formatter = TimestampFormatter(timezone)
         self.masker = masker
         # Seconds an event_id is remembered; 0 stores every item, event_id or not.
@@ -258,8 +214,8 @@ class TraceSink:
                 raise SinkUnavailable(str(exc)) from exc
             except sa_exc.SQLAlchemyError as exc:
                 raise SinkUnavailable(describe(exc)) from exc
-            self._sql = insert_sql(layout, self.engine.dialect.paramstyle)
-            self._prefix = insert_prefix(layout)
+            self._sql = insert_sql(layout, self.engine.dialect.paramstyle, self.table)
+            self._prefix = insert_prefix(layout, self.table)
             self._layout = layout
         return self._layout
 
@@ -282,7 +238,7 @@ class TraceSink:
             layout = self.layout()
         except SinkUnavailable as exc:
             result.unavailable = True
-            result.drop(DB_ERROR, len(items), str(exc))
+            result.drop(DropReason.DB_ERROR, len(items), str(exc))
             return result
         rows: list[tuple[Any, ...]] = []
         ids: list[str | None] = []
@@ -291,10 +247,10 @@ class TraceSink:
             try:
                 row, known = build_row(item, layout, self.formatter, self.masker)
             except MaskingError as exc:
-                result.drop(MASKING_ERROR, 1, str(exc))  # never the value: it was not masked
+                result.drop(DropReason.MASKING_ERROR, 1, str(exc))  # never the value: it was not masked
                 continue
             except (TraceInputError, ValueError, TypeError, OverflowError) as exc:
-                result.drop(INVALID, 1, f"{type(exc).__name__}: {exc}")
+                result.drop(DropReason.INVALID, 1, f"{type(exc).__name__}: {exc}")
                 continue
             rows.append(row)
             ids.append(item.event_id if dedup else None)
@@ -310,7 +266,7 @@ class TraceSink:
             self._count_stored(len(rows), self._insert_retrying(rows, ids), result)
             return
         except AuditWriteForbidden as exc:
-            result.drop(GUARD_BLOCKED, len(rows), str(exc))
+            result.drop(DropReason.GUARD_BLOCKED, len(rows), str(exc))
             return
         except _ROW_ERRORS as exc:
             result.last_error = describe(exc)
@@ -323,10 +279,10 @@ class TraceSink:
             try:
                 self._count_stored(1, self._insert_retrying([row], [event_id]), result)
             except _ROW_ERRORS as exc:
-                result.drop(DB_ERROR, 1, describe(exc))
+                result.drop(DropReason.DB_ERROR, 1, describe(exc))
             except _ENCODING_ERRORS as exc:
                 # The type only: the message of a UnicodeEncodeError quotes the value.
-                result.drop(INVALID, 1, f"{type(exc).__name__}: the row cannot be encoded")
+                result.drop(DropReason.INVALID, 1, f"{type(exc).__name__}: the row cannot be encoded")
             except sa_exc.SQLAlchemyError as exc:
                 self._unavailable(exc, len(rows) - index, result)
                 return
@@ -340,7 +296,7 @@ class TraceSink:
         code = db.error_code(exc)
         if code == db.ER_LOCK_DEADLOCK:
             # Lost every retry to lock contention: the database is busy, not down.
-            result.drop(DB_ERROR, count, describe(exc))
+            result.drop(DropReason.DB_ERROR, count, describe(exc))
             return
         if isinstance(exc, sa_exc.ProgrammingError | sa_exc.OperationalError):
             # The table may have been dropped or altered: look again at the next probe.
@@ -348,7 +304,7 @@ class TraceSink:
             db.forget_layout(self.engine)
         result.unavailable = True
         lost_after_send = code == db.CR_SERVER_LOST
-        result.drop(UNCONFIRMED if lost_after_send else DB_ERROR, count, describe(exc))
+        result.drop(DropReason.UNCONFIRMED if lost_after_send else DropReason.DB_ERROR, count, describe(exc))
 
     def _insert_retrying(self, rows: list[tuple[Any, ...]], ids: list[str | None]) -> int:
         """:meth:`_insert`, run again when InnoDB chose it as a deadlock victim (the whole

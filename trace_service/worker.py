@@ -16,21 +16,17 @@ import time
 from collections import Counter
 
 from trace_service.breaker import OPEN, CircuitBreaker
-from trace_service.config import Config
+from trace_service.config import WriterConfig
 from trace_service.log_throttle import ThrottledLogger
-from trace_service.queue import TraceQueue
-from trace_service.sink import TraceItem, TraceSink, WriteResult
+from trace_service.queue import DropReason, Sink, TraceItem, TraceQueue, WriteResult
 
-CIRCUIT_OPEN = "circuit_open"
-INTERNAL_ERROR = "internal_error"  # a bug: counted, never left pending
-NO_THREAD = "no_thread"  # the writer thread could not be started (the process's thread limit)
 logger = logging.getLogger("trace_service.writer")
 
 
 class Worker:
-    """Drains a :class:`TraceQueue` through a :class:`TraceSink`, behind a circuit breaker."""
+    """Drains a :class:`TraceQueue` through a :class:`Sink`, behind a circuit breaker."""
 
-    def __init__(self, queue: TraceQueue, sink: TraceSink, config: Config,
+    def __init__(self, queue: TraceQueue, sink: Sink, config: WriterConfig,
                  log: ThrottledLogger) -> None:
         self.queue = queue
         self.sink = sink
@@ -66,7 +62,7 @@ class Worker:
                 thread.start()
             except RuntimeError as exc:
                 self._start_retry_at = now + self.config.flush_interval
-                self._log.log(logging.ERROR, NO_THREAD,
+                self._log.log(logging.ERROR, DropReason.NO_THREAD,
                               "trace writer thread cannot start, dropping traces: %s", exc)
                 return False
             self.thread = thread
@@ -92,7 +88,7 @@ class Worker:
     def _step(self) -> bool:
         """One turn of the thread; False when it should stop."""
         if self.breaker.state == OPEN:
-            self.queue.discard(CIRCUIT_OPEN)
+            self.queue.discard(DropReason.CIRCUIT_OPEN)
             if self.stopping:
                 return False
             delay = self.breaker.retry_at - time.monotonic()
@@ -119,7 +115,7 @@ class Worker:
         try:
             return self.sink.write(batch)
         except Exception as exc:  # noqa: BLE001 - see the docstring
-            return WriteResult(dropped=Counter({INTERNAL_ERROR: len(batch)}),
+            return WriteResult(dropped=Counter({DropReason.INTERNAL_ERROR: len(batch)}),
                                last_error=f"{type(exc).__name__} in the sink")
 
     def discard_unless_started(self) -> bool:
@@ -128,7 +124,7 @@ class Worker:
         with self._start_lock:
             if self.thread is not None:
                 return False
-            self.queue.discard(NO_THREAD)
+            self.queue.discard(DropReason.NO_THREAD)
             return True
 
     def _probe(self) -> None:
@@ -169,7 +165,7 @@ class Worker:
             if self.breaker.state == OPEN:
                 # Counted, but not folded into the breaker: a drop is not a successful write
                 # (through _settle it closed the breaker, so every other call paid a timeout).
-                self.queue.settle(WriteResult(dropped=Counter({CIRCUIT_OPEN: 1})))
+                self.queue.settle(WriteResult(dropped=Counter({DropReason.CIRCUIT_OPEN: 1})))
                 return False
         result = self._write([item])
         self._settle(result)

@@ -2,7 +2,7 @@
 
 ::
 
-    writer = TraceWriter.from_config(Config.from_env())
+    writer = TraceWriter.from_config(WriterConfig.from_env())
     writer.record("auth.login.attempt", severity="info", actor_admin_id=7,
                   metadata={"target_id": 3}, route_name="admins.list")   # -> bool, never raises
     writer.flush(timeout=2.0); writer.close(timeout=2.0); writer.stats()
@@ -14,7 +14,8 @@ Promises (``docs/design.md``, "Writer"):
   bounded deque; a daemon thread writes multi-row INSERTs on the writer's own engine, so a
   caller's rollback never removes traces. ``inline`` mode writes synchronously (scripts), and
   swallows as well.
-* **Loss is data.** Every call is counted once: written, or dropped by reason (:data:`REASONS`).
+* **Loss is data.** Every call is counted once: written, or dropped by reason
+  (:class:`~trace_service.queue.DropReason`).
   ``written + dropped + duplicates + pending == submitted`` at every instant, and ``pending`` is 0 after
   ``flush()`` returns True. ``unconfirmed`` rows were sent but their commit was never
   acknowledged: they may be stored (stored rows lie between ``written`` and
@@ -51,32 +52,17 @@ from governance.hashing import Keyring
 from governance.masking import Masker
 from governance.masking_policy import load_masking_policy
 from trace_service import context
-from trace_service.config import Config, DatabaseURL
+from trace_service.config import DatabaseURL, WriterConfig
 from trace_service.db import create_engine
 from trace_service.errors import TraceInputError, TraceWriteError
 from trace_service.log_throttle import ThrottledLogger
 from trace_service.php_json import snapshot
-from trace_service.queue import Tally, TraceQueue
-from trace_service.sink import (
-    DB_ERROR,
-    GUARD_BLOCKED,
-    INVALID,
-    MASKING_ERROR,
-    UNCONFIRMED,
-    TraceItem,
-    TraceSink,
-)
-from trace_service.worker import CIRCUIT_OPEN, INTERNAL_ERROR, NO_THREAD, Worker
+from trace_service.queue import DropReason, Sink, Tally, TraceItem, TraceQueue
+from trace_service.sink import TraceSink
+from trace_service.worker import Worker
 
 logger = logging.getLogger("trace_service.writer")
 
-QUEUE_FULL = "queue_full"
-SHUTDOWN = "shutdown"
-REASONS = (QUEUE_FULL, DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, GUARD_BLOCKED, CIRCUIT_OPEN,
-           NO_THREAD, SHUTDOWN, INTERNAL_ERROR)
-# Drops that mean something is wrong (as opposed to load or shutdown): strict mode raises on them.
-ERROR_REASONS = frozenset({DB_ERROR, UNCONFIRMED, INVALID, MASKING_ERROR, GUARD_BLOCKED,
-                           NO_THREAD, INTERNAL_ERROR})
 
 MAX_EVENT_KEY = 255
 # tuple.__new__ builds the NamedTuple in C; TraceItem(...) goes through a Python-level __new__.
@@ -117,28 +103,37 @@ class TraceWriter:
 
     def __init__(
         self,
-        engine: Engine,
-        config: Config | None = None,
+        engine: Engine | None,
+        config: WriterConfig | None = None,
         *,
         strict: bool | None = None,
         owns_engine: bool = False,
         masker: Masker | None = None,
+        sink: Sink | None = None,
     ) -> None:
-        self.config = config or Config()
+        """A writer on ``engine``. ``sink`` replaces the database sink built on it (a
+        :class:`~trace_service.memory_sink.MemorySink` in tests, where ``engine`` may be None,
+        or a ``TraceSink`` made differently); ``masker`` replaces the one the config's masking
+        policy makes."""
+        self.config = config or WriterConfig()
         self.engine = engine
         self.strict = (raise_exceptions or self.config.strict) if strict is None else strict
         self.mode = self.config.writer_mode
         self._owns_engine = owns_engine
         # Every record is masked in the writer thread (the caller pays only for the snapshot).
         self.masker = masker if masker is not None else masker_from_config(self.config)
-        self._sink = TraceSink(engine, self.config.table_timezone, self.masker,
-                               self.config.idempotency_window)
+        if sink is None:
+            if engine is None:
+                raise TypeError("TraceWriter needs an engine, or a sink to write to")
+            sink = TraceSink(engine, self.config.table_timezone, self.masker,
+                             self.config.idempotency_window)
+        self.sink: Sink = sink
         self._log = ThrottledLogger(logger, self.config.log_interval)
         self._reset_state()
         _register(self)
 
     @classmethod
-    def from_config(cls, config: Config, **kwargs: Any) -> TraceWriter:
+    def from_config(cls, config: WriterConfig, **kwargs: Any) -> TraceWriter:
         """A writer on its own engine (one connection) built from ``config``."""
         engine = create_engine(
             config.database_url,
@@ -150,15 +145,15 @@ class TraceWriter:
 
     @classmethod
     def from_url(cls, url: str | DatabaseURL, **settings: Any) -> TraceWriter:
-        """A writer for ``url``; ``settings`` are :class:`Config` fields."""
+        """A writer for ``url``; ``settings`` are :class:`WriterConfig` fields."""
         strict = settings.pop("strict", None)
         url = url if isinstance(url, DatabaseURL) else DatabaseURL(url)
-        return cls.from_config(Config(database_url=url, **settings), strict=strict)
+        return cls.from_config(WriterConfig(database_url=url, **settings), strict=strict)
 
     def _reset_state(self) -> None:
         """Fresh queue, counters and worker (at start and in a forked child)."""
         self._queue = TraceQueue(self.config.queue_size)
-        self._worker = Worker(self._queue, self._sink, self.config, self._log)
+        self._worker = Worker(self._queue, self.sink, self.config, self._log)
         self._closed = False
 
     # ------------------------------------------------------------------ the caller's side
@@ -186,9 +181,9 @@ class TraceWriter:
         """
         try:
             if self._closed:
-                return self._drop(SHUTDOWN)
+                return self._drop(DropReason.SHUTDOWN)
             if not self._worker.accepting:
-                return self._drop(CIRCUIT_OPEN)
+                return self._drop(DropReason.CIRCUIT_OPEN)
             item = _make_item(
                 event_key, severity, actor_admin_id, metadata, route_name, request_id,
                 ip_address, user_agent, occurred_at, event_id,
@@ -196,7 +191,7 @@ class TraceWriter:
         except TraceInputError as exc:
             return self._reject(str(exc))
         except Exception as exc:  # noqa: BLE001 - the contract is to swallow, counted
-            return self._drop(INTERNAL_ERROR, exc)
+            return self._drop(DropReason.INTERNAL_ERROR, exc)
         if self.mode == "inline":
             written = self._worker.write_now(item)
             if self.strict:
@@ -207,7 +202,7 @@ class TraceWriter:
     def _enqueue(self, item: TraceItem) -> bool:
         queue, worker = self._queue, self._worker
         if not queue.put(item):
-            return self._drop(QUEUE_FULL)
+            return self._drop(DropReason.QUEUE_FULL)
         try:
             # Nothing would ever write what is queued without the thread: count it all as lost
             # now, so flush() does not wait for it; a later record tries the thread again.
@@ -216,12 +211,13 @@ class TraceWriter:
             if len(queue) >= self.config.batch_size and not worker.wake.is_set():
                 worker.wake.set()
             if self._closed:  # close() ran between our check in record() and the append
-                queue.discard(SHUTDOWN)
+                queue.discard(DropReason.SHUTDOWN)
         except Exception as exc:  # noqa: BLE001 - the item is queued: it is counted when taken
-            self._log.log(logging.ERROR, INTERNAL_ERROR, "trace writer error after queueing: %r", exc)
+            self._log.log(logging.ERROR, DropReason.INTERNAL_ERROR,
+                          "trace writer error after queueing: %r", exc)
         return True
 
-    def _drop(self, reason: str, exc: BaseException | None = None) -> bool:
+    def _drop(self, reason: DropReason, exc: BaseException | None = None) -> bool:
         error = None if exc is None else f"{type(exc).__name__}: {exc}"[:300]
         self._queue.count_direct(reason, error)
         if exc is not None:
@@ -231,8 +227,8 @@ class TraceWriter:
         return False
 
     def _reject(self, message: str) -> bool:
-        self._drop(INVALID)
-        self._log.log(logging.WARNING, INVALID, "trace rejected: %s", message)
+        self._drop(DropReason.INVALID)
+        self._log.log(logging.WARNING, DropReason.INVALID, "trace rejected: %s", message)
         if self.strict:
             raise TraceInputError(message)
         return False
@@ -285,27 +281,28 @@ class TraceWriter:
     def _shutdown(self, timeout: float) -> bool:
         self._closed = True
         drained = self._wait_settled(timeout)
-        left = self._queue.discard(SHUTDOWN)
+        left = self._queue.discard(DropReason.SHUTDOWN)
         self._worker.stop(min(timeout, 1.0))
-        if self._owns_engine:
+        if self._owns_engine and self.engine is not None:
             self.engine.dispose()
         return drained and left == 0
 
     def _raise_if_lost(self) -> None:
-        new, last = self._queue.new_errors(ERROR_REASONS)
+        new, last = self._queue.new_errors()
         if new > 0:
             raise TraceWriteError(f"{new} trace(s) lost to errors; last error: {last}")
 
     def stats(self) -> WriterStats:
         """A consistent snapshot of the counters (never raises)."""
-        tally = self._queue.tally(REASONS)
+        tally = self._queue.tally()
         return WriterStats(**vars(tally), breaker=self._worker.breaker.state, mode=self.mode)
 
     def _after_fork_in_child(self) -> None:
         # The parent's queue belongs to the parent (it writes and counts it); the child's pool
         # must not reuse the parent's sockets.
         self._reset_state()
-        self.engine.dispose(close=False)
+        if self.engine is not None:
+            self.engine.dispose(close=False)
 
     def __repr__(self) -> str:
         return f"<TraceWriter mode={self.mode} url={self.config.database_url} strict={self.strict}>"
@@ -355,7 +352,7 @@ def _make_item(
     return item
 
 
-def masker_from_config(config: Config) -> Masker:
+def masker_from_config(config: WriterConfig) -> Masker:
     """The masker for ``config``: its policy file (the shipped one by default) and, for email
     hashes, PHP's ``CRYPTO_KEYS``/``CRYPTO_ACTIVE_KEY_ID`` from the environment."""
     return Masker(load_masking_policy(config.masking_policy or None), Keyring.from_env())

@@ -32,8 +32,9 @@ from jobs.retention_policy import RetentionPolicy
 from tests.support.compliance_seed import KEYRING, NOW, PERIOD, Seeded, seed
 from tests.support.php_schema import create_php_table
 from trace_service import migrate
-from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL
 from trace_service.http.app import create_app
+from trace_service.http.config import TestingConfig
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pymysql
 import pytest
@@ -11,10 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from governance import audit_guard
-from governance.audit_guard import AuditWriteForbidden, blocked_total, engine_guard
+from governance.audit_guard import blocked_total, engine_guard
+from governance.errors import AuditWriteForbidden
 from trace_service import migrate
+from trace_service.config import DatabaseURL
 from trace_service.db import create_engine
-from trace_service.writer import TraceWriter
+from trace_service.http.config import TestingConfig
+from trace_service.sink import TraceSink
+from trace_service.writer import TraceWriter, masker_from_config
 
 AUDIT_DDL = "CREATE TABLE audit_logs (id INTEGER PRIMARY KEY, action VARCHAR(64))"
 
@@ -110,38 +114,39 @@ def test_on_mariadb_the_same_statement_succeeds_without_the_guard(mariadb_url: s
         engine.dispose()
 
 
-def test_a_write_under_the_writers_swallow_all_is_counted(
-    guarded: Engine, make_writer: Callable[..., TraceWriter]
-) -> None:
+def _writer_aimed_at_audit_logs(engine: Engine, strict: bool) -> TraceWriter:
+    """A writer whose sink names audit_logs, as a misconfiguration or a bug would."""
+    config = TestingConfig(database_url=DatabaseURL(str(engine.url.render_as_string(hide_password=False))))
+    sink = TraceSink(engine, config.table_timezone, masker_from_config(config), table="audit_logs")
+    return TraceWriter(engine, config, sink=sink, strict=strict)
+
+
+def test_a_write_under_the_writers_swallow_all_is_counted(guarded: Engine) -> None:
     migrate.upgrade(guarded)
-    writer = make_writer(strict=False)
-    writer.record("x.warmup")
-    writer.flush(5)
-    # Point the writer's statement at audit_logs, as a misconfiguration or a bug would.
-    sink = writer._sink
-    sink._prefix = sink._prefix.replace("telemetry_traces", "audit_logs")
-    sink._sql = sink._sql.replace("telemetry_traces", "audit_logs")
-    writer.record("x.polluting")
-    writer.flush(5)
-    stats = writer.stats()
-    assert stats.dropped_by_reason["guard_blocked"] == 1
-    assert "refused a write to audit_logs" in (stats.last_error or "")
-    assert audit_rows(guarded) == 1
+    writer = _writer_aimed_at_audit_logs(guarded, strict=False)
+    try:
+        assert writer.record("x.polluting") is True
+        writer.flush(5)
+        stats = writer.stats()
+        assert stats.dropped_by_reason["guard_blocked"] == 1
+        assert "refused a write to audit_logs" in (stats.last_error or "")
+        assert audit_rows(guarded) == 1
+    finally:
+        writer.close(2)
 
 
-def test_a_strict_writer_raises_on_a_blocked_write(
-    guarded: Engine, make_writer: Callable[..., TraceWriter]
-) -> None:
+def test_a_strict_writer_raises_on_a_blocked_write(guarded: Engine) -> None:
     from trace_service.errors import TraceWriteError
 
     migrate.upgrade(guarded)
-    writer = make_writer(strict=True)
-    writer._sink.layout()
-    writer._sink._prefix = writer._sink._prefix.replace("telemetry_traces", "audit_logs")
-    writer._sink._sql = writer._sink._sql.replace("telemetry_traces", "audit_logs")
-    writer.record("x.polluting")
-    with pytest.raises(TraceWriteError, match="refused a write to audit_logs"):
-        writer.flush(5)
+    writer = _writer_aimed_at_audit_logs(guarded, strict=True)
+    try:
+        writer.record("x.polluting")
+        with pytest.raises(TraceWriteError, match="refused a write to audit_logs"):
+            writer.flush(5)
+    finally:
+        writer.strict = False
+        writer.close(2)
 
 
 def test_parameterised_reads_pass_and_parameterised_writes_do_not(guarded: Engine) -> None:

@@ -27,10 +27,11 @@ from jobs.leak_scan import run_scan
 from jobs.retention import prune_job
 from jobs.retention_policy import load_retention_policy
 from trace_service import migrate
-from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL
 from trace_service.db import create_engine
 from trace_service.errors import ConfigError
 from trace_service.http.app import create_app
+from trace_service.http.config import TestingConfig
 from trace_service.reader import read_traces
 from trace_service.writer import masker_from_config
 

@@ -17,9 +17,10 @@ from jobs.cli import jobs_cli
 from jobs.ledger import read_runs
 from tests.jobs.conftest import insert_rows, stored_times
 from trace_service import migrate
-from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL
 from trace_service.db import create_engine
 from trace_service.http.app import create_app
+from trace_service.http.config import TestingConfig
 
 POLICY = """version = 1
 [retention]

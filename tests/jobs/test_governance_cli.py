@@ -17,9 +17,10 @@ from freezegun import freeze_time
 from jobs.governance_cli import governance_cli
 from tests.support.compliance_seed import ALICE, CRYPTO_KEYS, Seeded, seed
 from trace_service import migrate
-from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL
 from trace_service.db import create_engine
 from trace_service.http.app import create_app
+from trace_service.http.config import TestingConfig
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ import time
 import pytest
 
 from tests.reliability.conftest import Behind, percentile, wait_for
-from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL
+from trace_service.http.config import TestingConfig
 from trace_service.writer import TraceWriter
 
 pytestmark = pytest.mark.timeout(120)

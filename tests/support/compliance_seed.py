@@ -21,8 +21,9 @@ from governance.masking import Masker
 from governance.masking_policy import load_masking_policy
 from governance.reports import Period
 from tests.support.php_schema import php_insert
-from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL
 from trace_service.db import create_engine, table_layout
+from trace_service.http.config import TestingConfig
 from trace_service.writer import TraceWriter
 
 ROOT_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"

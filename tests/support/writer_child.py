@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 
-from trace_service.config import Config, DatabaseURL
+from trace_service.config import DatabaseURL, WriterConfig
 from trace_service.writer import TraceWriter
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     # Registered before the writer exists, so it runs after the writer's own exit hook (LIFO).
     atexit.register(lambda: holder and say("final", holder[0]))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    writer = TraceWriter.from_config(Config(database_url=DatabaseURL(url), queue_size=queue_size,
+    writer = TraceWriter.from_config(WriterConfig(database_url=DatabaseURL(url), queue_size=queue_size,
                                             batch_size=100, flush_interval=0.01, shutdown_timeout=5))
     holder.append(writer)
     for i in range(count):

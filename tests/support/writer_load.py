@@ -15,13 +15,13 @@ import sys
 import threading
 import time
 
-from trace_service.config import Config, DatabaseURL
+from trace_service.config import DatabaseURL, WriterConfig
 from trace_service.writer import TraceWriter
 
 
 def main() -> None:
     url, seconds = sys.argv[1], float(sys.argv[2])
-    writer = TraceWriter.from_config(Config(database_url=DatabaseURL(url), batch_size=500,
+    writer = TraceWriter.from_config(WriterConfig(database_url=DatabaseURL(url), batch_size=500,
                                             queue_size=20_000, flush_interval=0.01, shutdown_timeout=10))
     stop = threading.Event()
     # A line (or EOF) on stdin ends the load early: the test stops it when its own work is done.

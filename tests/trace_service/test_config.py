@@ -6,18 +6,19 @@ import logging
 
 import pytest
 
-from trace_service.config import Config, DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL, WriterConfig
 from trace_service.errors import ConfigError
+from trace_service.http.config import ServiceConfig, TestingConfig
 
 
 def test_defaults_need_no_environment() -> None:
-    config = Config.from_env({})
+    config = ServiceConfig.from_env({})
     assert config.database_url.backend == "sqlite"
     assert (config.table_timezone, config.writer_mode, config.strict) == ("UTC", "thread", False)
 
 
 def test_values_are_cast() -> None:
-    config = Config.from_env({
+    config = ServiceConfig.from_env({
         "TRACE_DATABASE_URL": "mysql+pymysql://u:p@db/x",
         "TRACE_TABLE_TIMEZONE": "Africa/Cairo",
         "TRACE_QUEUE_SIZE": "50",
@@ -49,19 +50,19 @@ def test_bad_values_name_the_variable_the_value_and_what_is_allowed(
     variable: str, value: str, message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message) as caught:
-        Config.from_env({variable: value})
+        ServiceConfig.from_env({variable: value})
     assert "secretpw" not in str(caught.value)
 
 
 def test_inconsistent_combinations_are_refused() -> None:
     with pytest.raises(ConfigError, match="TRACE_BATCH_SIZE=100 is above TRACE_QUEUE_SIZE=10"):
-        Config.from_env({"TRACE_BATCH_SIZE": "100", "TRACE_QUEUE_SIZE": "10"})
+        ServiceConfig.from_env({"TRACE_BATCH_SIZE": "100", "TRACE_QUEUE_SIZE": "10"})
     with pytest.raises(ConfigError, match="TRACE_BREAKER_BASE_DELAY=9.0 is above"):
-        Config(breaker_base_delay=9.0, breaker_max_delay=1.0)
+        ServiceConfig(breaker_base_delay=9.0, breaker_max_delay=1.0)
 
 
 def test_password_never_shows_in_repr_str_or_logs(caplog: pytest.LogCaptureFixture) -> None:
-    config = Config.from_env({"TRACE_DATABASE_URL": "mysql+pymysql://app:hunter2@db:3306/t"})
+    config = ServiceConfig.from_env({"TRACE_DATABASE_URL": "mysql+pymysql://app:hunter2@db:3306/t"})
     logging.getLogger("test").warning("config %s %r", config, config)
     assert "hunter2" not in repr(config) + str(config.database_url) + caplog.text
     assert "hunter2" in config.database_url.render()
@@ -76,3 +77,14 @@ def test_garbage_url_message_does_not_echo_it() -> None:
 def test_testing_config_is_strict_by_default() -> None:
     assert TestingConfig.from_env({}).strict is True
     assert TestingConfig.from_env({"TRACE_STRICT": "0"}).strict is False
+
+
+def test_a_writer_config_reads_only_the_writer_settings() -> None:
+    """A backend app builds a writer without the HTTP service's settings being read or checked."""
+    environ = {"TRACE_INGEST_RATE": "lots", "TRACE_RATELIMIT_STORAGE": "ftp://x",
+               "TRACE_RETENTION_POLICY": "/nowhere.toml", "TRACE_BATCH_SIZE": "7"}
+    assert WriterConfig.from_env(environ).batch_size == 7
+    with pytest.raises(ConfigError,
+                       match="TRACE_(INGEST_RATE|RATELIMIT_STORAGE|RETENTION_POLICY)=.* is invalid"):
+        ServiceConfig.from_env(environ)
+    assert not {"ingest_rate", "ratelimit_storage", "retention_policy"} & set(vars(WriterConfig.from_env({})))

@@ -16,8 +16,9 @@ from sqlalchemy.engine import Engine
 from tests.trace_service.http.test_ingest import Ingest, make_ingest
 from trace_service import idempotency, migrate
 from trace_service.db import create_engine, is_mysql
+from trace_service.queue import TraceItem
 from trace_service.reader import read_traces
-from trace_service.sink import TraceItem, TraceSink
+from trace_service.sink import TraceSink
 
 WINDOW = 3600.0
 

@@ -19,8 +19,9 @@ from tests.support.audit_table import plant_audit_logs
 from tests.support.sql_modes import HOSTILE, MODES, PRINTABLE_HOSTILE, session_mode, snapshot
 from tests.trace_service.http.test_ingest import make_ingest
 from trace_service import migrate
-from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL
 from trace_service.db import create_engine
+from trace_service.http.config import TestingConfig
 from trace_service.php_json import encode_metadata
 from trace_service.reader import StoredTrace, read_traces
 from trace_service.sink import _row_literal, _row_literal_no_backslash, mysql_statements

@@ -13,6 +13,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from governance.masking import Masker
+from governance.masking_policy import load_masking_policy
 from tests.support.php_schema import create_php_table, php_insert
 from trace_service import context
 from trace_service.db import create_engine
@@ -302,9 +304,9 @@ def test_interpreter_exit_flushes_within_the_deadline(migrated_engine: Engine, d
     import sys
 
     script = (
-        "from trace_service.config import Config, DatabaseURL\n"
+        "from trace_service.config import WriterConfig, DatabaseURL\n"
         "from trace_service.writer import TraceWriter\n"
-        f"w = TraceWriter.from_config(Config(database_url=DatabaseURL({database_url!r}), "
+        f"w = TraceWriter.from_config(WriterConfig(database_url=DatabaseURL({database_url!r}), "
         "flush_interval=30, shutdown_timeout=10))\n"
         "for i in range(250):\n"
         "    w.record('x.exit', metadata={'i': i})\n"
@@ -339,13 +341,11 @@ def test_secrets_are_masked_before_they_reach_the_table(
 def test_a_record_whose_masking_fails_is_dropped_never_stored_unmasked(
     migrated_engine: Engine, make_writer: MakeWriter
 ) -> None:
-    writer = make_writer(strict=False)
-
-    class Broken:
-        def mask(self, value: object) -> object:
+    class Broken(Masker):
+        def mask(self, metadata: object, *, owned: bool = False) -> object:
             raise RuntimeError("bug")
 
-    writer._sink.masker = Broken()  # type: ignore[assignment]
+    writer = make_writer(strict=False, masker=Broken(load_masking_policy()))
     writer.record("x.secret", metadata={"password": "hunter2"})
     writer.record("x.no.metadata")
     writer.flush(5)
@@ -413,7 +413,7 @@ def test_a_sink_bug_is_counted_and_never_reaches_the_caller(
     def broken(items: object) -> None:
         raise KeyError("a bug in the sink")
 
-    monkeypatch.setattr(writer._sink, "write", broken)
+    monkeypatch.setattr(writer.sink, "write", broken)
     accepted = writer.record("sink.bug")
     assert writer.flush(5)  # nothing left pending for ever
     stats = writer.stats()

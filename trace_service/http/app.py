@@ -1,18 +1,18 @@
 """The Flask application factory: ``flask --app trace_service run`` or gunicorn.
 
-Importing this module creates nothing; :func:`create_app` builds an app from a :class:`Config`
-(``Config.from_env()`` when none is given), with the request-id extension, the trace writer, the
+Importing this module creates nothing; :func:`create_app` builds an app from a :class:`ServiceConfig`
+(``ServiceConfig.from_env()`` when none is given), with the request-id extension, the trace writer, the
 health endpoints, JSON errors, and the ``flask db`` commands.
 """
 
 from __future__ import annotations
 
 import logging
+from importlib.metadata import entry_points
 from typing import Any
 
 import click
 from flask import Blueprint, Flask, Response, current_app, g, jsonify
-from flask.cli import AppGroup
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -21,16 +21,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from governance.audit_guard import blocked_total
 from governance.grants import GrantReport, check_grants
-from governance.guard_cli import guard_cli
-from trace_service import migrate
-from trace_service.config import Config
 from trace_service.db import create_engine, table_layout
 from trace_service.errors import ConfigError, TelemetryError
 from trace_service.flask_ext import RequestContext
+from trace_service.http.config import ServiceConfig
 from trace_service.http.counters import CounterPersister, service_counters
 from trace_service.http.ingest import ingest
 from trace_service.http.keys import KeyStore
-from trace_service.http.keys_cli import keys_cli
 from trace_service.http.metrics import IngestMetrics
 from trace_service.http.openapi import DOCUMENT
 from trace_service.http.rate_limits import RateLimits
@@ -38,14 +35,15 @@ from trace_service.http.reports_view import reports_view
 from trace_service.writer import TraceWriter
 
 logger = logging.getLogger("trace_service.http.app")
+COMMANDS_GROUP = "trace_service.commands"
 
 request_context = RequestContext()
 health = Blueprint("health", __name__)
 
 
-def create_app(config: Config | None = None) -> Flask:
-    """Build the service app from ``config`` (``Config.from_env()`` by default)."""
-    config = config or Config.from_env()
+def create_app(config: ServiceConfig | None = None) -> Flask:
+    """Build the service app from ``config`` (``ServiceConfig.from_env()`` by default)."""
+    config = config or ServiceConfig.from_env()
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["trace_config"] = config
@@ -72,13 +70,23 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(reports_view)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
-    app.cli.add_command(db_cli)
-    app.cli.add_command(guard_cli)
-    app.cli.add_command(keys_cli)
+    for command in _command_groups():
+        app.cli.add_command(command)
     return app
 
 
-def _check_grants_at_start(engine: Engine, config: Config) -> GrantReport:
+def _command_groups() -> list[click.Command]:
+    """Every ``flask`` command group of the service (db, keys, guard, jobs, governance).
+
+    All are declared alike, as entry points of the group ``trace_service.commands`` in
+    setup.cfg, and added to this app only. Not ``flask.commands``: Flask adds those to every
+    app in the environment, where our ``db`` would shadow a backend app's own ``flask db``. And
+    the service finds the jobs' commands without importing ``jobs``, which builds on it.
+    """
+    return [entry.load() for entry in entry_points(group=COMMANDS_GROUP)]
+
+
+def _check_grants_at_start(engine: Engine, config: ServiceConfig) -> GrantReport:
     """Could our own database user write audit_logs? Logged, shown in /readyz, optionally fatal."""
     report = check_grants(engine)
     report.log(logger)
@@ -155,34 +163,3 @@ def _unexpected_error(exc: Exception) -> Any:
     logger.exception("unhandled error")
     return jsonify(error="unexpected error; it was logged", status=500,
                    request_id=g.get("request_id")), 500
-
-
-# AppGroup runs each command inside the app context (plain click groups do not).
-db_cli = AppGroup("db", help="Database migrations of telemetry_traces and the service's tables.")
-
-
-@db_cli.command("upgrade")
-@click.option("--revision", default="head", show_default=True, help="Target revision.")
-def db_upgrade(revision: str) -> None:
-    """Create or adopt the tables (an existing PHP table is never altered)."""
-    migrate.upgrade(get_engine(), revision)
-    click.echo(f"database at revision {migrate.current_revision(get_engine())}")
-
-
-@db_cli.command("downgrade")
-@click.argument("revision")
-def db_downgrade(revision: str) -> None:
-    """Downgrade to REVISION (``base``: drop only the tables this service created)."""
-    migrate.downgrade(get_engine(), revision)
-    click.echo(f"database at revision {migrate.current_revision(get_engine())}")
-
-
-@db_cli.command("current")
-def db_current() -> None:
-    """Print the current revision and the detected layout."""
-    engine = get_engine()
-    click.echo(f"revision: {migrate.current_revision(engine)}")
-    try:
-        click.echo(f"layout: {table_layout(engine).name}")
-    except TelemetryError as exc:
-        click.echo(f"layout: unknown ({exc})")

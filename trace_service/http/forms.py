@@ -18,15 +18,11 @@ import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from trace_service.errors import TelemetryError
+from governance.errors import FormError
 
 MAX_FIELDS = 1000   # PHP's max_input_vars default
 MAX_NESTING = 64    # PHP's max_input_nesting_level default
 _SEGMENT = re.compile(r"\[([^\]]*)\]")
-
-
-class FormError(TelemetryError, ValueError):
-    """A form body PHP's rules cannot read into fields."""
 
 
 def _path(name: str) -> list[str]:

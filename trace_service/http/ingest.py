@@ -30,9 +30,10 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from governance.errors import IngestError
 from trace_service import context
-from trace_service.config import Config
-from trace_service.http.ingest_body import BodyLimits, IngestError, decode_body
+from trace_service.http.config import ServiceConfig
+from trace_service.http.ingest_body import BodyLimits, decode_body
 from trace_service.http.ingest_schema import load_trace
 from trace_service.http.keys import ApiKey, KeyStore
 from trace_service.http.metrics import IngestMetrics
@@ -54,8 +55,8 @@ def auth_log() -> ThrottledLogger:
     return log
 
 
-def _config() -> Config:
-    config: Config = current_app.extensions["trace_config"]
+def _config() -> ServiceConfig:
+    config: ServiceConfig = current_app.extensions["trace_config"]
     return config
 
 

@@ -21,22 +21,11 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from trace_service.errors import TelemetryError
-from trace_service.http.forms import FormError, parse_php_form
+from governance.errors import FormError, IngestError
+from trace_service.http.forms import parse_php_form
 
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"
-
-
-class IngestError(TelemetryError):
-    """A request the endpoint refuses as a whole, with its HTTP status (and, for 429 and 503,
-    how many seconds the client should wait before retrying)."""
-
-    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

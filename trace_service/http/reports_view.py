@@ -17,10 +17,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.engine import Engine
 
+from governance.errors import IngestError
 from governance.report_render import to_csv, to_html, to_html_list
 from governance.report_store import StoredReport, get_report, list_reports
 from trace_service.http.ingest import authenticate, refuse
-from trace_service.http.ingest_body import IngestError
 
 reports_view = Blueprint("reports", __name__)
 _FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}

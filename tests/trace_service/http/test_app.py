@@ -13,8 +13,9 @@ from flask import Flask
 
 from tests.support.paths import CHECKOUT
 from trace_service import migrate
-from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL
 from trace_service.http.app import create_app
+from trace_service.http.config import TestingConfig
 
 
 @pytest.fixture
@@ -73,3 +74,17 @@ def test_alembic_command_line_reads_the_url_from_the_environment(sqlite_url: str
         assert migrate.current_revision(engine) == "0004"
     finally:
         engine.dispose()
+
+
+def test_every_command_group_is_on_the_service_and_none_on_another_app(app: Flask) -> None:
+    """The groups are entry points added by create_app to our app only: a backend app in the same
+    environment keeps its own ``flask db`` (Flask-Migrate's, say) and gets none of ours."""
+    from click.testing import CliRunner
+    from flask.cli import FlaskGroup
+
+    ours = app.test_cli_runner().invoke(args=["--help"]).output
+    for group in ("db", "keys", "guard", "jobs", "governance"):
+        assert f"  {group} " in ours
+    other = CliRunner().invoke(FlaskGroup(create_app=lambda: Flask("backend_app")), ["--help"]).output
+    assert "Commands:" in other
+    assert not [group for group in ("db", "keys", "guard", "jobs", "governance") if f"  {group} " in other]

@@ -10,12 +10,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from governance.audit_guard import AuditWriteForbidden
+from governance.errors import AuditWriteForbidden
 from governance.reports import CounterSample, counter_deltas
 from trace_service import migrate
-from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL
 from trace_service.db import create_engine
 from trace_service.http.app import create_app
+from trace_service.http.config import TestingConfig
 from trace_service.http.counters import CounterPersister, read_samples, service_counters
 
 T0 = datetime(2026, 11, 16, 12, tzinfo=UTC)

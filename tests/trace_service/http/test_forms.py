@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trace_service.http.forms import MAX_FIELDS, FormError, parse_php_form
+from governance.errors import FormError
+from trace_service.http.forms import MAX_FIELDS, parse_php_form
 
 # Exactly what PHP 8.2's http_build_query produced on this machine (docs/php-compat.md §6).
 PHP_BODY = ("event_key=auth_login_failure&severity=warning&metadata%5Buser_id%5D=5"

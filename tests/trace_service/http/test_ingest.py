@@ -14,8 +14,9 @@ from flask.testing import FlaskClient
 
 from tests.trace_service.http.test_forms import PHP_BODY
 from trace_service import migrate
-from trace_service.config import DatabaseURL, TestingConfig
+from trace_service.config import DatabaseURL
 from trace_service.http.app import create_app
+from trace_service.http.config import TestingConfig
 from trace_service.http.openapi import DOCUMENT
 from trace_service.reader import StoredTrace, read_traces
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trace_service.http.ingest_body import BodyLimits, IngestError, decode_body, parse_json
+from governance.errors import IngestError
+from trace_service.http.ingest_body import BodyLimits, decode_body, parse_json
 
 LIMITS = BodyLimits(max_bytes=10_000, max_items=3)
 
