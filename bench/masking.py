@@ -36,12 +36,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sentry_sdk.scrubber import EventScrubber  # noqa: E402
-from sentry_sdk.utils import AnnotatedValue  # noqa: E402
+from sentry_sdk._types import AnnotatedValue
+from sentry_sdk.scrubber import EventScrubber
 
-from governance.hashing import Keyring  # noqa: E402
-from governance.masking import Masker  # noqa: E402
-from governance.masking_policy import load_masking_policy  # noqa: E402
+from governance.hashing import Keyring
+from governance.masking import Masker
+from governance.masking_policy import load_masking_policy
 
 WORDS = [
     "admin", "user", "role", "grant", "deny", "login", "logout", "reset", "request", "profile",

@@ -29,16 +29,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from bench.scratch_db import scratch_database  # noqa: E402
-from jobs import ddl  # noqa: E402
-from jobs.cutoff import format_wall, retention_cutoff  # noqa: E402
-from jobs.partitions import convert_plan, plan_partitions  # noqa: E402
-from jobs.pruning import Pruner, plan_prune  # noqa: E402
-from jobs.retention_policy import load_retention_policy  # noqa: E402
-from trace_service import migrate  # noqa: E402
-from trace_service.db import create_engine, table_layout  # noqa: E402
+from bench.scratch_db import scratch_database
+from jobs import ddl
+from jobs.cutoff import format_wall, retention_cutoff
+from jobs.partitions import convert_plan, plan_partitions
+from jobs.pruning import Pruner, plan_prune
+from jobs.retention_policy import load_retention_policy
+from trace_service import migrate
+from trace_service.db import create_engine, table_layout
 
 # ~250 bytes of row, like the writer's: a route, an agent, a request id, small metadata.
 FILL = """

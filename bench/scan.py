@@ -25,15 +25,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from bench.scratch_db import scratch_database  # noqa: E402
-from governance.masking import Masker  # noqa: E402
-from governance.masking_policy import load_masking_policy  # noqa: E402
-from jobs.leak_scan import run_scan  # noqa: E402
-from trace_service import migrate  # noqa: E402
-from trace_service.db import create_engine  # noqa: E402
-from trace_service.reader import iter_traces  # noqa: E402
+from bench.scratch_db import scratch_database
+from governance.masking import Masker
+from governance.masking_policy import load_masking_policy
+from jobs.leak_scan import run_scan
+from trace_service import migrate
+from trace_service.db import create_engine
+from trace_service.reader import iter_traces
 
 # Clean metadata shapes (JSON text as stored), chosen by seq % 4; @N is the row number.
 CLEAN = [

@@ -20,6 +20,7 @@ between the two sides so machine noise hits both; medians over rounds are report
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import logging.handlers
 import os
@@ -35,11 +36,11 @@ import pymysql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch_db import scratch_database  # noqa: E402
-from trace_service import migrate  # noqa: E402
-from trace_service.config import DatabaseURL, WriterConfig  # noqa: E402
-from trace_service.db import create_engine  # noqa: E402
-from trace_service.writer import TraceWriter  # noqa: E402
+from bench.scratch_db import scratch_database
+from trace_service import migrate
+from trace_service.config import DatabaseURL, WriterConfig
+from trace_service.db import create_engine
+from trace_service.writer import TraceWriter
 
 METADATA = {  # ~212 bytes of JSON, a typical trace's metadata
     "target_id": 3, "target_type": "admin", "reason": "password_reset_requested",
@@ -136,7 +137,7 @@ def caller_cost(url: str, database: str, calls: int, rounds: int, batch: int) ->
             if not under_load:
                 writer._worker.start = lambda: True  # type: ignore[method-assign]  # no drain while timed
             writer.record("warm.up", **KW)
-            ours += time_calls(lambda w=writer: w.record("auth.login.attempt", **KW), calls)
+            ours += time_calls(functools.partial(writer.record, "auth.login.attempt", **KW), calls)
             if not under_load:
                 del writer._worker.start  # the real start() again: the thread drains the queue
                 writer._worker.start()
@@ -150,7 +151,7 @@ def caller_cost(url: str, database: str, calls: int, rounds: int, batch: int) ->
             if under_load:
                 listener.start()
             record = make_log_record()
-            stdlib += time_calls(lambda h=handler, r=record: h.emit(r), calls)
+            stdlib += time_calls(functools.partial(handler.emit, record), calls)
             if not under_load:
                 listener.start()
             listener.stop()
@@ -173,6 +174,7 @@ def throughput(url: str, database: str, rows: int, rounds: int, batch: int) -> N
     from trace_service.sink import build_row
     from trace_service.values import TimestampFormatter
 
+    assert probe.engine is not None
     layout = table_layout(probe.engine)
     item = TraceItem("auth.login.attempt", "info", 7, "10.0.0.1", "Mozilla/5.0 (bench)",
                      "admins.list", KW["request_id"], METADATA, time.time_ns())

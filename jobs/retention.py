@@ -82,7 +82,7 @@ def _run(engine: Engine, job: str, now: datetime, zone: str, cutoff: datetime,
 def _record_quietly(engine: Engine, record: RunRecord) -> LedgerRow | None:
     try:
         return record_run(engine, record)
-    except Exception:  # noqa: BLE001 - the run's own outcome matters more than its ledger row
+    except Exception:
         logger.exception("could not write the ledger row of %s (%s)", record.job, record.status)
         return None
 

@@ -64,7 +64,7 @@ def build_row(
     if masker is not None and metadata is not None:
         try:
             metadata = masker.mask(metadata, owned=True)  # thaw() made it ours
-        except Exception as exc:  # noqa: BLE001 - fail closed, whatever went wrong
+        except Exception as exc:
             raise MaskingError(f"masking failed: {type(exc).__name__}") from exc
     row = (
         item.event_key,

@@ -190,7 +190,7 @@ class TraceWriter:
             )
         except TraceInputError as exc:
             return self._reject(str(exc))
-        except Exception as exc:  # noqa: BLE001 - the contract is to swallow, counted
+        except Exception as exc:
             return self._drop(DropReason.INTERNAL_ERROR, exc)
         if self.mode == "inline":
             written = self._worker.write_now(item)
@@ -212,7 +212,7 @@ class TraceWriter:
                 worker.wake.set()
             if self._closed:  # close() ran between our check in record() and the append
                 queue.discard(DropReason.SHUTDOWN)
-        except Exception as exc:  # noqa: BLE001 - the item is queued: it is counted when taken
+        except Exception as exc:
             self._log.log(logging.ERROR, DropReason.INTERNAL_ERROR,
                           "trace writer error after queueing: %r", exc)
         return True
@@ -267,7 +267,7 @@ class TraceWriter:
         """Run ``action`` swallowing its errors, unless strict: then raise, and report lost rows."""
         try:
             result = action()
-        except Exception:  # noqa: BLE001 - never raises unless strict
+        except Exception:
             if self.strict:
                 raise
             return False
@@ -394,7 +394,7 @@ def _close_all() -> None:
     for writer in list(_writers):
         try:
             writer.close()
-        except Exception:  # noqa: BLE001 - a strict writer must not break interpreter exit
+        except Exception:
             logger.exception("trace writer failed to close at exit")
 
 

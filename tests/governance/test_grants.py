@@ -215,7 +215,7 @@ def test_the_service_does_its_work_with_only_the_printed_grants(
         for expected in ("accepted", "duplicate"):
             response = client.post("/api/telemetry/traces", json=event,
                                    headers={"Authorization": f"Bearer {key}"})
-            assert response.json["status"] == expected, response.json
+            assert response.json is not None and response.json["status"] == expected, response.json
             assert app.extensions["trace_writer"].flush(10)
         user_engine = app.extensions["trace_engine"]
         run_scan(user_engine, masker_from_config(TestingConfig()), fix=True)

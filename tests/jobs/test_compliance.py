@@ -89,13 +89,15 @@ def test_scan_fix_masks_in_place_records_it_and_leaves_clean_rows(seeded: tuple[
     engine, seeds, zone = seeded
     masker = _inputs(zone).masker
     with engine.connect() as conn:
-        before = dict(conn.execute(sa.text("SELECT id, metadata FROM telemetry_traces")).all())
+        before: dict[int, str] = dict(
+            conn.execute(sa.text("SELECT id, metadata FROM telemetry_traces")).tuples().all())
     result = run_scan(engine, masker, fix=True, batch_size=4)
     # Planted rows in the period, plus the four password rows outside it.
     assert result.rows_fixed == len({p[0] for p in seeds.planted}) + 4
     assert run_scan(engine, masker).tally.findings == 0
     with engine.connect() as conn:
-        after = dict(conn.execute(sa.text("SELECT id, metadata FROM telemetry_traces")).all())
+        after: dict[int, str] = dict(
+            conn.execute(sa.text("SELECT id, metadata FROM telemetry_traces")).tuples().all())
     for row_id in seeds.clean_php_ids + seeds.our_ids:
         assert after[row_id] == before[row_id]
     password_row = next(p[0] for p in seeds.planted if p[2] == "password")

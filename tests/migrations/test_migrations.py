@@ -3,6 +3,8 @@ and upgrade -> downgrade -> upgrade on MariaDB."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -17,9 +19,9 @@ HEAD = "0004"
 
 
 @pytest.fixture
-def maria(mariadb_url: str) -> Engine:
+def maria(mariadb_url: str) -> Iterator[Engine]:
     engine = create_engine(mariadb_url)
-    yield engine  # type: ignore[misc]
+    yield engine
     engine.dispose()
 
 

@@ -12,15 +12,15 @@ from tests.reliability.conftest import Behind, wait_for
 pytestmark = pytest.mark.timeout(60)
 
 
-def _connect(behind: Behind, timeout: float = 2.0) -> pymysql.Connection:  # type: ignore[type-arg]
+def _connect(behind: Behind, timeout: float = 2.0) -> pymysql.Connection:
     return pymysql.connect(host="127.0.0.1", port=behind.proxy.port, user="root", database=behind.database,
                            connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
 
 
-def _ping(conn: pymysql.Connection) -> int:  # type: ignore[type-arg]
+def _ping(conn: pymysql.Connection) -> int:
     with conn.cursor() as cursor:
         cursor.execute("SELECT 1")
-        return int(cursor.fetchone()[0])  # type: ignore[index]
+        return int(cursor.fetchone()[0])
 
 
 def test_forward_then_delay_then_restore(behind: Behind) -> None:

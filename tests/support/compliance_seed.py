@@ -139,11 +139,11 @@ def seed(engine: Engine, url: str, zone: str) -> Seeded:
         count(event_key, severity, day)
         if "alice@example.com" in (metadata or ""):
             out.alice_ids.add(row_id)
-    for event_key, severity, day, metadata in PHP_CLEAN:
-        row_id = _php(engine, event_key, severity, f"{day} 23:59:59.000001", metadata)
+    for event_key, severity, day, clean in PHP_CLEAN:
+        row_id = _php(engine, event_key, severity, f"{day} 23:59:59.000001", clean)
         out.clean_php_ids.append(row_id)
         count(event_key, severity, day)
-        if ALICE_HASH in (metadata or ""):
+        if ALICE_HASH in (clean or ""):
             out.alice_ids.add(row_id)
     for when in OUTSIDE + EXPIRED:
         _php(engine, "outside.period", "info", when, '{"password":"not in the period"}')
@@ -151,13 +151,13 @@ def seed(engine: Engine, url: str, zone: str) -> Seeded:
     writer = TraceWriter(create_engine(url), config, owns_engine=True,
                          masker=Masker(load_masking_policy(), KEYRING))
     try:
-        for event_key, severity, day, metadata in OURS:
-            assert writer.record(event_key, severity=severity, actor_admin_id=8, metadata=metadata,
+        for event_key, severity, day, fields in OURS:
+            assert writer.record(event_key, severity=severity, actor_admin_id=8, metadata=fields,
                                  occurred_at=datetime.fromisoformat(f"{day} 12:00:00"))
             row_id = _last_id(engine)
             out.our_ids.append(row_id)
             count(event_key, severity, day)
-            if metadata.get("email") == ALICE:
+            if fields.get("email") == ALICE:
                 out.alice_ids.add(row_id)
     finally:
         writer.close()

@@ -28,7 +28,11 @@ def main() -> None:
     url, count, queue_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     holder: list[TraceWriter] = []
     # Registered before the writer exists, so it runs after the writer's own exit hook (LIFO).
-    atexit.register(lambda: holder and say("final", holder[0]))
+    def say_final() -> None:
+        if holder:
+            say("final", holder[0])
+
+    atexit.register(say_final)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     writer = TraceWriter.from_config(WriterConfig(database_url=DatabaseURL(url), queue_size=queue_size,
                                             batch_size=100, flush_interval=0.01, shutdown_timeout=5))

@@ -25,7 +25,11 @@ def main() -> None:
                                             queue_size=20_000, flush_interval=0.01, shutdown_timeout=10))
     stop = threading.Event()
     # A line (or EOF) on stdin ends the load early: the test stops it when its own work is done.
-    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    def stop_on_stdin() -> None:
+        sys.stdin.readline()
+        stop.set()
+
+    threading.Thread(target=stop_on_stdin, daemon=True).start()
     print(json.dumps({"event": "started"}), flush=True)
     started = time.monotonic()
     deadline = started + seconds

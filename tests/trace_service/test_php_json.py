@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from governance.errors import MetadataError
+from governance.php import php_key
 from trace_service.php_json import (
-    MetadataError,
     encode_metadata,
     encode_snapshot,
     freeze,
     php_float,
-    php_key,
     snapshot,
 )
 

@@ -58,7 +58,8 @@ def test_round_trip_layout_a(migrated_engine: Engine, make_writer: MakeWriter) -
 
 def test_empty_metadata_is_stored_as_sql_null(migrated_engine: Engine, make_writer: MakeWriter) -> None:
     writer = make_writer()
-    for empty in (None, {}, []):
+    empties: tuple[None | dict[str, object] | list[object], ...] = (None, {}, [])
+    for empty in empties:
         writer.record("x.empty", metadata=empty)
     writer.flush(5)
     with migrated_engine.connect() as conn:

@@ -127,7 +127,7 @@ def readyz() -> Any:
         layout = table_layout(engine)
     except TelemetryError as exc:
         return {"status": "unavailable", "reason": str(exc)}, 503
-    except Exception as exc:  # noqa: BLE001 - readiness reports, it does not crash
+    except Exception as exc:
         logger.warning("readiness check failed: %s", type(exc).__name__)
         return {"status": "unavailable", "reason": f"database: {type(exc).__name__}"}, 503
     return {
