@@ -161,7 +161,12 @@ def _encode_list(items: list[Any] | tuple[Any, ...], depth: int, as_object: bool
 
 
 def _encode(value: Any, depth: int) -> str:
-    """Python-flavoured ASCII JSON with PHP's numbers and arrays; :func:`_php_fixups` finishes."""
+    """Python-flavoured ASCII JSON with PHP's numbers and arrays; :func:`_php_fixups` finishes.
+
+    Hot path (every stored row; bench/writer.py): types are dispatched with ``type() is``,
+    strings go straight to the C ``encode_basestring_ascii``, and ints through ``int.__repr__``
+    (no ``str()`` dispatch; ``type() is int`` excludes bools and IntEnums, which need PHP's
+    forms). tests/trace_service/test_php_json.py holds the output to PHP's bytes."""
     kind = type(value)
     if kind is str:
         return _ascii(value)

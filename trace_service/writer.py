@@ -65,7 +65,8 @@ logger = logging.getLogger("trace_service.writer")
 
 
 MAX_EVENT_KEY = 255
-# tuple.__new__ builds the NamedTuple in C; TraceItem(...) goes through a Python-level __new__.
+# Hot path (every record() call): tuple.__new__ builds the NamedTuple in C, where TraceItem(...)
+# goes through a Python-level __new__; the caller-cost figures of bench/writer.py include it.
 _new_item: Any = tuple.__new__
 
 #: Like ``logging.raiseExceptions``: the default of ``strict`` for writers that do not say.
