@@ -89,15 +89,17 @@ def test_scan_fix_masks_in_place_records_it_and_leaves_clean_rows(seeded: tuple[
     engine, seeds, zone = seeded
     masker = _inputs(zone).masker
     with engine.connect() as conn:
-        before: dict[int, str] = dict(
-            conn.execute(sa.text("SELECT id, metadata FROM telemetry_traces")).tuples().all())
+        before: dict[int, str] = {
+            row_id: metadata
+            for row_id, metadata in conn.execute(sa.text("SELECT id, metadata FROM telemetry_traces"))}
     result = run_scan(engine, masker, fix=True, batch_size=4)
     # Planted rows in the period, plus the four password rows outside it.
     assert result.rows_fixed == len({p[0] for p in seeds.planted}) + 4
     assert run_scan(engine, masker).tally.findings == 0
     with engine.connect() as conn:
-        after: dict[int, str] = dict(
-            conn.execute(sa.text("SELECT id, metadata FROM telemetry_traces")).tuples().all())
+        after: dict[int, str] = {
+            row_id: metadata
+            for row_id, metadata in conn.execute(sa.text("SELECT id, metadata FROM telemetry_traces"))}
     for row_id in seeds.clean_php_ids + seeds.our_ids:
         assert after[row_id] == before[row_id]
     password_row = next(p[0] for p in seeds.planted if p[2] == "password")
