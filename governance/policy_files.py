@@ -33,7 +33,11 @@ def read_policy_file(path: str | Path | None, default_name: str) -> tuple[bytes,
     """The bytes and the name of a policy file: ``path``, or the shipped ``default_name``."""
     if path is None:
         shipped = resources.files(SHIPPED_POLICIES).joinpath(default_name)
-        return shipped.read_bytes(), str(shipped)
+        try:
+            return shipped.read_bytes(), str(shipped)
+        except OSError as exc:
+            raise PolicyError(f"{shipped}: the shipped policy cannot be read ({exc.strerror}): "
+                              "reinstall the package, or set its TRACE_*_POLICY path") from None
     path = Path(path)
     try:
         return path.read_bytes(), str(path)

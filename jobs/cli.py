@@ -6,9 +6,10 @@
 * ``flask jobs ledger [--job NAME] [--limit N] [--verify]``
 * ``flask jobs run-scheduler``: the scheduler process (never inside web workers)
 
-Registered as a Flask plugin command (``setup.cfg`` entry point), so the web app never imports
-this package. Jobs use their own engine, with the audit_logs guard like every engine here and
-an I/O timeout long enough for DDL. Ctrl-C or SIGTERM stops a prune cleanly between batches.
+Registered as an entry point of ``trace_service.commands`` (``setup.cfg``), which the
+service's app loads only when the command line asks for it, so web workers never import this
+package. Jobs use their own engine, with the audit_logs guard like every engine here and an I/O
+timeout long enough for DDL. Ctrl-C or SIGTERM stops a prune cleanly between batches.
 """
 
 from __future__ import annotations

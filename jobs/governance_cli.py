@@ -6,9 +6,9 @@
 * ``flask governance erase (--actor-id N | --email ADDRESS|-) [--execute]`` (a dry run unless
   ``--execute``; ``--email -`` reads the address from stdin, out of shell history)
 
-Days are ``YYYY-MM-DD`` on the table's wall clock, both ends included. Registered as a Flask
-plugin command like ``flask jobs`` (it needs ``jobs`` and ``trace_service``, which
-``governance`` itself must not import).
+Days are ``YYYY-MM-DD`` on the table's wall clock, both ends included. Registered like ``flask
+jobs``, as an entry point of ``trace_service.commands`` (it needs ``jobs`` and ``trace_service``,
+which ``governance`` itself must not import).
 """
 
 from __future__ import annotations

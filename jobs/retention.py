@@ -82,7 +82,7 @@ def _run(engine: Engine, job: str, now: datetime, zone: str, cutoff: datetime,
 def _record_quietly(engine: Engine, record: RunRecord) -> LedgerRow | None:
     try:
         return record_run(engine, record)
-    except Exception:
+    except Exception:  # the run's own outcome matters more than its ledger row
         logger.exception("could not write the ledger row of %s (%s)", record.job, record.status)
         return None
 

@@ -121,7 +121,7 @@ class RetentionScheduler:
                     stop.wait(self.leader_retry)
                     continue
                 self._lead(lock, stop)
-            except Exception:
+            except Exception:  # a lost database must not end the process
                 logger.exception("scheduler: database error; retrying in %ss", self.leader_retry)
                 stop.wait(self.leader_retry)
             finally:
@@ -171,7 +171,7 @@ class RetentionScheduler:
                 record_run(self.engine, RunRecord(
                     job=job, status="missed", started_at=scheduled, finished_at=scheduled,
                     error="the scheduler missed this run (process down or busy past the grace time)"))
-            except Exception:
+            except Exception:  # logged above; the ledger may be what is down
                 logger.exception("could not record the missed run in the ledger")
 
 

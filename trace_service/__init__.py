@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trace_service.config import WriterConfig
-    from trace_service.http.app import create_app
+    from trace_service.http.app import create_app as create_app
     from trace_service.writer import TraceWriter
 
-__all__ = ["WriterConfig", "TraceWriter", "create_app"]
+# create_app is found here by `flask --app trace_service` (and imported only then); it is not
+# part of the library's names, so `from trace_service import *` never loads the HTTP service.
+__all__ = ["TraceWriter", "WriterConfig"]
 
 _LAZY = {
     "create_app": "trace_service.http.app",

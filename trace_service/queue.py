@@ -177,7 +177,8 @@ class TraceQueue:
         with self._settled:
             self._written += result.written
             self._duplicates += result.duplicates
-            self._dropped.update(result.dropped)
+            # DropReason(...): a sink of someone else's may count under the plain strings.
+            self._dropped.update({DropReason(reason): count for reason, count in result.dropped.items()})
             self._unknown_severity += result.unknown_severity
             if result.last_error:
                 self.last_error = result.last_error

@@ -64,7 +64,7 @@ def build_row(
     if masker is not None and metadata is not None:
         try:
             metadata = masker.mask(metadata, owned=True)  # thaw() made it ours
-        except Exception as exc:
+        except Exception as exc:  # fail closed, whatever went wrong
             raise MaskingError(f"masking failed: {type(exc).__name__}") from exc
     row = (
         item.event_key,
@@ -189,8 +189,8 @@ def describe(exc: BaseException) -> str:
 # Errors caused by a row's values: isolate the row. Anything else is the database's state.
 _ROW_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError)
 # Raised by the driver before anything is sent, e.g. a string holding a lone surrogate, which
-# has no UTF-8 form: the row is invalid, not the database.
-_ENCODING_ERRORS = (UnicodeError,)
+# has no UTF-8 form, or (sqlite3) an integer beyond 64 bits: the row is invalid, not the database.
+_ENCODING_ERRORS = (UnicodeError, OverflowError)
 
 
 class TraceSink:

@@ -81,7 +81,7 @@ class Worker:
             try:
                 if not self._step():
                     return
-            except Exception as exc:
+            except Exception as exc:  # the thread must outlive any bug
                 self._log.log(logging.ERROR, "worker", "trace writer loop error: %r", exc)
                 self.wake.wait(self.config.flush_interval)
 
@@ -114,7 +114,7 @@ class Worker:
         ``flush()`` would hang."""
         try:
             return self.sink.write(batch)
-        except Exception as exc:
+        except Exception as exc:  # see the docstring
             return WriteResult(dropped=Counter({DropReason.INTERNAL_ERROR: len(batch)}),
                                last_error=f"{type(exc).__name__} in the sink")
 
@@ -132,7 +132,7 @@ class Worker:
             return
         try:
             self.sink.probe()
-        except Exception as exc:
+        except Exception as exc:  # any failure keeps the breaker open
             self.breaker.record_failure(time.monotonic())
             self._log.log(logging.WARNING, "probe", "trace database still unavailable: %s", exc)
             return

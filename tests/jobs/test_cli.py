@@ -95,7 +95,7 @@ def test_partition_commands_on_sqlite_say_what_to_use(app: Flask, traces: Engine
 
 
 def test_flask_knows_the_jobs_command_from_the_entry_point(sqlite_url: str) -> None:
-    # The web app never imports jobs; `flask jobs` comes from setup.cfg's flask.commands.
+    # The web app never imports jobs; `flask jobs` comes from setup.cfg's trace_service.commands.
     result = subprocess.run(
         [str(Path(sys.executable).with_name("flask")), "--app", "trace_service", "jobs", "--help"],
         capture_output=True, text=True, timeout=60,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -44,9 +45,15 @@ class Installed:
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     root = tmp_path_factory.mktemp("wheel")
+    # Built from a copy without build/ or egg-info: setuptools reuses what an earlier build left
+    # there, which would hide a file the package data no longer names.
+    source = root / "source"
+    shutil.copytree(CHECKOUT, source, ignore=shutil.ignore_patterns(
+        ".venv", "build", "dist", "*.egg-info", "__pycache__", ".git", ".*_cache", ".hypothesis",
+        "instance"))
     dist = root / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist),
-                    str(CHECKOUT)], check=True, timeout=600, cwd=root)
+                    str(source)], check=True, timeout=600, cwd=root)
     (wheel,) = dist.glob("trace_service-*.whl")
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

@@ -184,7 +184,7 @@ def race_claims(engine: Engine, ids: list[str], claimers: int, now: datetime) ->
                 with conn.begin():
                     barrier.wait(10)
                     won.append(idempotency.claim(conn, ids, WINDOW, now))
-        except BaseException as exc:
+        except BaseException as exc:  # raised in the test's thread below
             errors.append(exc)
 
     threads = [threading.Thread(target=claim_all) for _ in range(claimers)]

@@ -128,7 +128,7 @@ class CounterPersister:
                         for n, v in sorted(changed.items())])
                 self._written.update(changed)
                 return len(changed)
-        except Exception as exc:
+        except Exception as exc:  # best effort: retried with newer values next tick
             self.failures += 1
             self._log.log(logging.WARNING, "persist", "could not persist counters: %s (retried in %ss)",
                           type(exc).__name__, self.interval)
@@ -151,7 +151,7 @@ class CounterPersister:
 def _read_safely(read: Callable[[], Mapping[str, int]]) -> dict[str, int]:
     try:
         return dict(read())
-    except Exception:
+    except Exception:  # a baseline of zeros only over-reports, never hides
         logger.exception("could not read the counters' starting values")
         return {}
 
@@ -173,7 +173,7 @@ def _persist_all() -> None:
         try:
             if persister.before_exit is not None:
                 persister.before_exit()
-        except Exception:
+        except Exception:  # exit goes on; the counters are still written
             logger.exception("before-exit hook failed")
         persister.stop(persist=True)
 
