@@ -185,13 +185,13 @@ class TraceWriter:
                 return self._drop(DropReason.SHUTDOWN)
             if not self._worker.accepting:
                 return self._drop(DropReason.CIRCUIT_OPEN)
-            item = _make_item(
+            item = make_item(
                 event_key, severity, actor_admin_id, metadata, route_name, request_id,
                 ip_address, user_agent, occurred_at, event_id,
             )
         except TraceInputError as exc:
             return self._reject(str(exc))
-        except Exception as exc:
+        except Exception as exc:  # the contract is to swallow, counted
             return self._drop(DropReason.INTERNAL_ERROR, exc)
         if self.mode == "inline":
             written = self._worker.write_now(item)
@@ -213,7 +213,7 @@ class TraceWriter:
                 worker.wake.set()
             if self._closed:  # close() ran between our check in record() and the append
                 queue.discard(DropReason.SHUTDOWN)
-        except Exception as exc:
+        except Exception as exc:  # the item is queued: it is counted when taken
             self._log.log(logging.ERROR, DropReason.INTERNAL_ERROR,
                           "trace writer error after queueing: %r", exc)
         return True
@@ -268,7 +268,7 @@ class TraceWriter:
         """Run ``action`` swallowing its errors, unless strict: then raise, and report lost rows."""
         try:
             result = action()
-        except Exception:
+        except Exception:  # never raises unless strict
             if self.strict:
                 raise
             return False
@@ -309,7 +309,7 @@ class TraceWriter:
         return f"<TraceWriter mode={self.mode} url={self.config.database_url} strict={self.strict}>"
 
 
-def _make_item(
+def make_item(
     event_key: str,
     severity: object,
     actor_admin_id: object,
@@ -395,7 +395,7 @@ def _close_all() -> None:
     for writer in list(_writers):
         try:
             writer.close()
-        except Exception:
+        except Exception:  # a strict writer must not break interpreter exit
             logger.exception("trace writer failed to close at exit")
 
 

@@ -2,7 +2,7 @@
 
 Importing this module creates nothing; :func:`create_app` builds an app from a :class:`ServiceConfig`
 (``ServiceConfig.from_env()`` when none is given), with the request-id extension, the trace writer, the
-health endpoints, JSON errors, and the ``flask db`` commands.
+health endpoints, JSON errors, and its ``flask`` command groups (:class:`ServiceCommands`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import click
+import redis
 from flask import Blueprint, Flask, Response, current_app, g, jsonify
+from flask.cli import AppGroup
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -32,6 +34,7 @@ from trace_service.http.metrics import IngestMetrics
 from trace_service.http.openapi import DOCUMENT
 from trace_service.http.rate_limits import RateLimits
 from trace_service.http.reports_view import reports_view
+from trace_service.http.stream import TraceStream
 from trace_service.writer import TraceWriter
 
 logger = logging.getLogger("trace_service.http.app")
@@ -58,6 +61,8 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
         app.extensions["trace_engine"], lambda: service_counters(writer, metrics),
         config.counters_persist_seconds, config.log_interval, before_exit=writer.close).start()
     app.config["MAX_CONTENT_LENGTH"] = config.ingest_max_bytes  # 413 before the body is read
+    if config.queue_url:
+        app.extensions["trace_stream"] = _stream_at_start(config)
     app.extensions["trace_ratelimits"] = RateLimits(
         config.ratelimit_storage, config.ingest_rate, config.auth_failure_rate)
     if config.trusted_proxies:
@@ -70,20 +75,34 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
     app.register_blueprint(reports_view)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
-    for command in _command_groups():
-        app.cli.add_command(command)
+    app.cli = ServiceCommands(app.name)
     return app
 
 
-def _command_groups() -> list[click.Command]:
-    """Every ``flask`` command group of the service (db, keys, guard, jobs, governance).
+class ServiceCommands(AppGroup):
+    """The app's ``flask`` command groups (db, keys, guard, jobs, governance, queue).
 
     All are declared alike, as entry points of the group ``trace_service.commands`` in
-    setup.cfg, and added to this app only. Not ``flask.commands``: Flask adds those to every
-    app in the environment, where our ``db`` would shadow a backend app's own ``flask db``. And
-    the service finds the jobs' commands without importing ``jobs``, which builds on it.
+    setup.cfg, and belong to this app only. Not ``flask.commands``: Flask adds those to every
+    app in the environment, where our ``db`` would shadow a backend app's own ``flask db``.
+    Each is imported when the command line asks for it, never by a web worker: the service
+    does not import ``jobs``, which builds on it, and a broken command cannot stop it starting.
     """
-    return [entry.load() for entry in entry_points(group=COMMANDS_GROUP)]
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_entry_points()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command: click.Command | None = super().get_command(ctx, cmd_name)
+        entry = _entry_points().get(cmd_name)
+        if command is None and entry is not None:
+            command = entry.load()
+            self.add_command(command, cmd_name)
+        return command
+
+
+def _entry_points() -> dict[str, Any]:
+    return {entry.name: entry for entry in entry_points(group=COMMANDS_GROUP)}
 
 
 def _check_grants_at_start(engine: Engine, config: ServiceConfig) -> GrantReport:
@@ -97,6 +116,23 @@ def _check_grants_at_start(engine: Engine, config: ServiceConfig) -> GrantReport
             "(`flask guard grants` prints what the user needs) or unset TRACE_REFUSE_AUDIT_WRITER"
         )
     return report
+
+
+def _stream_at_start(config: ServiceConfig) -> TraceStream:
+    """The Redis stream of the durable path, and, in the log, what a 202 promises with the
+    persistence settings Redis has (it may be down now: requests then get 503s until it is up)."""
+    stream = TraceStream(config.queue_url, config.queue_stream, config.queue_max_length,
+                         config.connect_timeout)
+    try:
+        durability = stream.durability()
+    except redis.RedisError as exc:
+        logger.warning("the trace queue (TRACE_QUEUE_URL) does not answer (%s): ingest answers 503 "
+                       "until it does", type(exc).__name__)
+        return stream
+    logger.info("durable ingest on %s: %s", config.queue_stream, durability.promise())
+    for problem in durability.problems():
+        logger.warning("the trace queue can lose accepted traces: %s", problem)
+    return stream
 
 
 def get_writer() -> TraceWriter:
@@ -127,16 +163,31 @@ def readyz() -> Any:
         layout = table_layout(engine)
     except TelemetryError as exc:
         return {"status": "unavailable", "reason": str(exc)}, 503
-    except Exception as exc:
+    except Exception as exc:  # readiness reports, it does not crash
         logger.warning("readiness check failed: %s", type(exc).__name__)
         return {"status": "unavailable", "reason": f"database: {type(exc).__name__}"}, 503
+    queue = _queue_readiness()
+    if queue.get("status") == "unavailable":
+        return {"status": "unavailable", "reason": f"queue: {queue['reason']}"}, 503
     return {
         "status": "ready",
         "layout": layout.name,
+        "queue": queue,
         "writer": get_writer().stats().as_dict(),
         "audit_guard": {"blocked": blocked_total(),
                         "grants": current_app.extensions["trace_grants"].as_dict()},
     }
+
+
+def _queue_readiness() -> dict[str, Any]:
+    stream: TraceStream | None = current_app.extensions.get("trace_stream")
+    if stream is None:
+        return {"mode": "in-process"}
+    try:
+        return {"mode": "redis", "stream": stream.stream, "length": stream.length(),
+                "max_length": stream.max_length}
+    except redis.RedisError as exc:
+        return {"mode": "redis", "status": "unavailable", "reason": type(exc).__name__}
 
 
 @health.get("/metrics")

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from governance.errors import ConfigError
 from trace_service.config import WriterConfig, boolean, existing_file, ranged, setting
 
 
@@ -19,6 +20,18 @@ def _rate(raw: str) -> str:
     if not re.fullmatch(r"\s*\d+\s*(?:/|per)\s*(?:\d+\s*)?(?:second|minute|hour|day)s?\s*", raw):
         raise ValueError("a rate such as 600/minute or 20 per second is allowed")
     return raw.strip()
+
+
+def _queue_url(raw: str) -> str:
+    if raw and not re.fullmatch(r"(?:redis|rediss|unix)://.+", raw):
+        raise ValueError("empty (no queue: the in-process writer) or a redis:// URL is allowed")
+    return raw
+
+
+def _stream_name(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9:_.-]{1,200}", raw):
+        raise ValueError("1 to 200 of A-Z a-z 0-9 : _ . - are allowed")
+    return raw
 
 
 def _storage(raw: str) -> str:
@@ -49,6 +62,27 @@ class ServiceConfig(WriterConfig):
     ratelimit_storage: str = setting("TRACE_RATELIMIT_STORAGE", _storage, "memory://")
     trusted_proxies: int = setting("TRACE_TRUSTED_PROXIES", ranged(int, 0, 10), 0)
     key_cache_seconds: float = setting("TRACE_KEY_CACHE_SECONDS", ranged(float, 0, 3600), 30.0)
+    # The durable path: empty, the endpoint hands traces to the in-process writer; a redis://
+    # URL, it appends them to a Redis stream that `flask queue consume` drains (README, "Queue").
+    queue_url: str = setting("TRACE_QUEUE_URL", _queue_url, "")
+    queue_stream: str = setting("TRACE_QUEUE_STREAM", _stream_name, "telemetry:traces")
+    # Entries the stream may hold (unread or unacknowledged); beyond it the endpoint answers 503.
+    queue_max_length: int = setting("TRACE_QUEUE_MAX_LENGTH", ranged(int, 1, 10**9), 1_000_000)
+    queue_group: str = setting("TRACE_QUEUE_GROUP", _stream_name, "telemetry-writers")
+    # An entry unacknowledged this long is claimed by another consumer (its own died).
+    queue_claim_seconds: float = setting("TRACE_QUEUE_CLAIM_SECONDS", ranged(float, 1, 86_400), 60.0)
+    # Deliveries after which an entry that keeps failing goes to the dead-letter stream.
+    queue_max_deliveries: int = setting("TRACE_QUEUE_MAX_DELIVERIES", ranged(int, 1, 1000), 5)
+
+    def check(self) -> None:
+        """The writer's checks, and the queue's: its consumers remove redelivered entries by
+        their event ids, which only an idempotency window keeps."""
+        super().check()
+        if self.queue_url and self.idempotency_window <= 0:
+            raise ConfigError(
+                "TRACE_QUEUE_URL is set but TRACE_IDEMPOTENCY_SECONDS=0: a redelivered entry "
+                "would be stored twice; set TRACE_IDEMPOTENCY_SECONDS above the longest outage "
+                "the queue should ride out (default 86400)")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -38,9 +39,12 @@ from trace_service.http.ingest_schema import load_trace
 from trace_service.http.keys import ApiKey, KeyStore
 from trace_service.http.metrics import IngestMetrics
 from trace_service.http.rate_limits import RateLimits
+from trace_service.http.stream import TraceStream
 from trace_service.idempotency import stored_ids
 from trace_service.log_throttle import ThrottledLogger
-from trace_service.writer import TraceWriter
+from trace_service.php_json import thaw
+from trace_service.stream_entry import encode_entry
+from trace_service.writer import TraceWriter, make_item
 
 ingest = Blueprint("ingest", __name__)
 logger = logging.getLogger("trace_service.http.ingest")
@@ -132,6 +136,14 @@ def _stored_ids(loaded: list[dict[str, Any]], window: float) -> set[str]:
                                "after the Retry-After delay", 5.0) from None
 
 
+def _request_context(data: dict[str, Any]) -> context.RequestInfo:
+    """The client's own ip and user agent when the body says, the request's otherwise; the
+    route is the body's or none (never this endpoint's); the request id is already normal."""
+    ip = data.pop("ip_address") or request.remote_addr or "0.0.0.0"
+    agent = data.pop("user_agent") or request.headers.get("User-Agent") or "unknown"
+    return context.RequestInfo(g.get("request_id"), ip, agent, None)
+
+
 def _record_item(writer: TraceWriter, entry: dict[str, Any], committed: set[str],
                  window: float) -> dict[str, Any]:
     if "data" not in entry:
@@ -140,11 +152,7 @@ def _record_item(writer: TraceWriter, entry: dict[str, Any], committed: set[str]
     event_id = data.pop("event_id")
     if event_id is not None and str(event_id) in committed:
         return {"index": index, "status": "duplicate", "event_id": str(event_id)}
-    # The client's own ip and user agent when the body says; the request's otherwise.
-    ip = data.pop("ip_address") or request.remote_addr or "0.0.0.0"
-    agent = data.pop("user_agent") or request.headers.get("User-Agent") or "unknown"
-    # The route is the body's or none (never this endpoint's); the request id is already normal.
-    token = context.bind(context.RequestInfo(g.get("request_id"), ip, agent, None))
+    token = context.bind(_request_context(data))
     try:
         stored = writer.record(data.pop("event_key"),
                                event_id=event_id if window > 0 else None, **data)
@@ -154,6 +162,37 @@ def _record_item(writer: TraceWriter, entry: dict[str, Any], committed: set[str]
     if event_id is not None:
         result["event_id"] = str(event_id)
     return result
+
+
+def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]]) -> tuple[list[bytes],
+                                                                             list[dict[str, Any]]]:
+    """The durable path: each valid item as a stream entry, masked here (no secret reaches
+    Redis) and given an ``event_id`` when the client sent none (so a redelivered entry is a
+    duplicate, never a second row); and the per-item results to answer once Redis took them."""
+    entries: list[bytes] = []
+    results: list[dict[str, Any]] = []
+    for entry in loaded:
+        if "data" not in entry:
+            results.append(entry)
+            continue
+        index, data = entry["index"], entry["data"]
+        event_id = str(data.pop("event_id") or uuid.uuid4())
+        token = context.bind(_request_context(data))
+        try:
+            item = make_item(data.pop("event_key"), data.pop("severity"), data.pop("actor_admin_id"),
+                             data.pop("metadata"), data.pop("route_name"), data.pop("request_id"),
+                             None, None, data.pop("occurred_at"), event_id)
+            metadata = thaw(item.metadata)
+            masked = None if metadata is None else writer.masker.mask(metadata, owned=True)
+            entries.append(encode_entry(item, masked))
+        except Exception as exc:  # the item is answered dropped, never stored unmasked
+            logger.warning("ingest dropped an item it could not queue: %s", type(exc).__name__)
+            results.append({"index": index, "status": "dropped", "event_id": event_id})
+            continue
+        finally:
+            context.unbind(token)
+        results.append({"index": index, "status": "accepted", "event_id": event_id})
+    return entries, results
 
 
 @ingest.post("/api/telemetry/traces")
@@ -170,12 +209,19 @@ def post_traces() -> Any:
             BodyLimits(config.ingest_max_bytes, config.ingest_max_items),
         )
         writer: TraceWriter = current_app.extensions["trace_writer"]
-        _room_or_refuse(writer, len(items))
+        stream: TraceStream | None = current_app.extensions.get("trace_stream")
+        if stream is None:
+            _room_or_refuse(writer, len(items))
         metrics.received.inc(len(items))
         window = config.idempotency_window
         loaded = _validate(items)
-        committed = _stored_ids(loaded, window)
-        results = [_record_item(writer, entry, committed, window) for entry in loaded]
+        if stream is not None:
+            entries, results = _stream_items(writer, loaded)
+            if entries:
+                stream.append(entries)  # 202 only once Redis holds them all (503 otherwise)
+        else:
+            committed = _stored_ids(loaded, window)
+            results = [_record_item(writer, entry, committed, window) for entry in loaded]
     except IngestError as exc:
         if exc.status in (401, 403):
             metrics.auth_failures.inc()

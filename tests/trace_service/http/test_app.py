@@ -88,3 +88,19 @@ def test_every_command_group_is_on_the_service_and_none_on_another_app(app: Flas
     other = CliRunner().invoke(FlaskGroup(create_app=lambda: Flask("backend_app")), ["--help"]).output
     assert "Commands:" in other
     assert not [group for group in ("db", "keys", "guard", "jobs", "governance") if f"  {group} " in other]
+
+
+def test_a_web_worker_imports_no_command_group_until_the_command_line_asks(sqlite_url: str) -> None:
+    code = (
+        "import sys\n"
+        "from trace_service.config import DatabaseURL\n"
+        "from trace_service.http.app import create_app\n"
+        "from trace_service.http.config import TestingConfig\n"
+        f"app = create_app(TestingConfig(database_url=DatabaseURL({sqlite_url!r})))\n"
+        "assert 'queue' in app.cli.list_commands(None)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'jobs'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,342 @@
+"""The consumer side of the durable ingest path: Redis stream -> telemetry_traces, exactly once.
+
+Any number of consumers, on any hosts, share one consumer group (``TRACE_QUEUE_GROUP``). Each
+turn a consumer takes one batch (up to ``TRACE_BATCH_SIZE`` entries), first from what it holds
+already (a batch it could not write), then from consumers that died (entries idle longer than
+``TRACE_QUEUE_CLAIM_SECONDS``, claimed with XAUTOCLAIM), then new entries. It writes the batch
+through the writer's own :class:`~trace_service.sink.TraceSink`: rows and their event ids in one
+transaction, an id already stored counted as a duplicate and not stored again. Only after the
+commit does it acknowledge the entries and delete them from the stream (one MULTI), so:
+
+* a consumer killed between its commit and its acknowledgement leaves the entries pending; the
+  consumer that claims them finds their ids stored and writes nothing twice;
+* while the database is down the entries stay in the stream (the breaker spaces the retries),
+  and the backlog drains when it is back;
+* an entry that cannot be stored (a row the database refuses for its values, a masking error,
+  an entry that is not a trace), or that was delivered ``TRACE_QUEUE_MAX_DELIVERIES`` times
+  without being stored (it keeps killing its consumers), goes to the dead-letter stream
+  ``<stream>:dead`` with the reason, and is counted there: never dropped silently.
+
+The entries hold masked traces (``trace_service.stream_entry``), so the consumer only writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from governance.errors import TraceInputError
+from trace_service.breaker import OPEN, CircuitBreaker
+from trace_service.queue import DropReason, TraceItem
+from trace_service.sink import TraceSink
+from trace_service.stream_entry import FIELD, decode_entry
+
+logger = logging.getLogger("jobs.queue_consumer")
+DEAD_SUFFIX = ":dead"
+_BLOCK_MS = 1000  # how long a read waits for new entries: also how soon a stop is seen
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def dead_stream(stream: str) -> str:
+    """The dead-letter stream of ``stream``."""
+    return stream + DEAD_SUFFIX
+
+
+def default_name() -> str:
+    """A consumer name unique to this process: ``<host>-<pid>``."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class ConsumerCounts:
+    """What one consumer did since it started."""
+
+    batches: int = 0
+    written: int = 0
+    duplicates: int = 0
+    claimed: int = 0
+    dead: Counter[str] = field(default_factory=Counter)
+    outages: int = 0
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """Where the consumer reads and how."""
+
+    stream: str
+    group: str
+    name: str
+    batch_size: int = 500
+    claim_seconds: float = 60.0
+    max_deliveries: int = 5
+
+
+class Consumer:
+    """Drains the stream into the table; :meth:`run` until :meth:`stop` (SIGTERM)."""
+
+    def __init__(self, client: redis.Redis, sink: TraceSink, settings: QueueSettings,
+                 breaker: CircuitBreaker | None = None) -> None:
+        # redis-py types every reply as "Awaitable | Any" (its sync and async clients share the
+        # annotations); the sync client's replies are read as the Redis docs describe them.
+        self.client: Any = client
+        self.sink = sink
+        self.settings = settings
+        self.breaker = breaker or CircuitBreaker()
+        self.counts = ConsumerCounts()
+        self._stop = threading.Event()
+        self._held = False  # entries of ours are pending: write them before anything new
+        self._attempts: Counter[bytes] = Counter()  # failed attempts in a row, by entry id
+
+    # ------------------------------------------------------------------ the loop
+
+    def ensure_group(self) -> None:
+        """Create the stream and the group if missing (from the stream's start: nothing added
+        before the first consumer is skipped)."""
+        try:
+            self.client.xgroup_create(self.settings.stream, self.settings.group, id="0",
+                                      mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from :meth:`run`."""
+        self._stop.set()
+
+    def run(self) -> ConsumerCounts:
+        """Consume until stopped. Redis errors are logged and retried after a pause (Redis may
+        be down when the consumer starts, or restart under it)."""
+        self._held = True  # a restarted consumer of the same name resumes what it held
+        grouped = False
+        while not self._stop.is_set():
+            try:
+                if not grouped:
+                    self.ensure_group()
+                    grouped = True
+                self.step()
+            except redis.RedisError as exc:
+                logger.warning("queue unavailable (%s); retrying", type(exc).__name__)
+                self._held = True  # a batch may be stored and not yet acknowledged: take it again
+                self._stop.wait(1.0)
+        return self.counts
+
+    def step(self) -> int:
+        """One turn: wait out an open breaker, or take and write one batch. Returns how many
+        entries were settled (stored, duplicates or dead-lettered)."""
+        if self.breaker.state == OPEN:
+            delay = self.breaker.retry_at - time.monotonic()
+            if delay > 0:
+                self._stop.wait(min(delay, 1.0))
+                return 0
+            if not self._probe():
+                return 0
+        entries = self._next_batch()
+        if not entries:
+            return 0
+        return self._settle(entries)
+
+    # ------------------------------------------------------------------ taking entries
+
+    def _next_batch(self) -> list[Entry]:
+        settings = self.settings
+        if self._held:
+            held = self._read(settings.batch_size, "0")
+            if held:
+                return held
+            self._held = False
+        claimed = self._claim_from_the_dead()
+        if claimed:
+            return claimed
+        return self._read(settings.batch_size, ">", block=_BLOCK_MS)
+
+    def _read(self, count: int, start: str, block: int | None = None) -> list[Entry]:
+        s = self.settings
+        reply = self.client.xreadgroup(s.group, s.name, {s.stream: start}, count=count, block=block)
+        if not reply:
+            return []
+        # Entries deleted while pending come back with no fields: nothing is left to write.
+        entries: list[Entry] = reply[0][1]
+        gone = [entry_id for entry_id, fields in entries if not fields]
+        if gone:
+            self._ack(gone)
+        return [(entry_id, fields) for entry_id, fields in entries if fields]
+
+    def _claim_from_the_dead(self) -> list[Entry]:
+        """Entries another consumer took and never acknowledged within the claim time."""
+        s = self.settings
+        reply = self.client.xautoclaim(s.stream, s.group, s.name, int(s.claim_seconds * 1000),
+                                       start_id="0-0", count=s.batch_size)
+        entries: list[Entry] = [(entry_id, fields) for entry_id, fields in reply[1] if fields]
+        deleted = list(reply[2]) if len(reply) > 2 else []
+        if deleted:
+            self._ack(deleted)
+        if not entries:
+            return []
+        self.counts.claimed += len(entries)
+        logger.info("claimed %d trace(s) from consumers that stopped answering", len(entries))
+        # An entry delivered too often keeps killing the consumers that take it: park it.
+        deliveries = self._deliveries([entry_id for entry_id, _ in entries])
+        poison = [e for e in entries if deliveries.get(e[0], 0) > s.max_deliveries]
+        if poison:
+            self._dead_letter(poison, "delivered too often",
+                              f"delivered more than {s.max_deliveries} times without being stored")
+        return [e for e in entries if deliveries.get(e[0], 0) <= s.max_deliveries]
+
+    def _deliveries(self, ids: list[bytes]) -> dict[bytes, int]:
+        s = self.settings
+        first, last = min(ids), max(ids)
+        pending = self.client.xpending_range(s.stream, s.group, min=first, max=last,
+                                             count=len(ids) * 2, consumername=s.name)
+        return {row["message_id"]: int(row["times_delivered"]) for row in pending}
+
+    # ------------------------------------------------------------------ writing them
+
+    def _settle(self, entries: list[Entry]) -> int:
+        items: list[TraceItem] = []
+        kept: list[Entry] = []
+        unreadable: list[Entry] = []
+        for entry in entries:
+            try:
+                items.append(decode_entry(entry[1].get(FIELD, b"")))
+                kept.append(entry)
+            except TraceInputError:
+                unreadable.append(entry)
+        if unreadable:
+            self._dead_letter(unreadable, "not a trace", "the entry is not a trace of this format")
+        if not items:
+            return len(unreadable)
+        try:
+            result = self.sink.write(items)
+        except Exception as exc:  # a bug: the entries stay ours, and are counted
+            return self._failed(kept, exc)
+        self._attempts.clear()
+        if result.unavailable:
+            return self._outage(result.last_error)
+        self.breaker.record_success()
+        self.counts.batches += 1
+        if not result.dropped:
+            self._stored(kept, result.written, result.duplicates)
+            return len(entries)
+        # Some rows were refused: write them one by one to learn which (the ones the batch
+        # stored are duplicates now, by their event ids), and park the refused ones. The
+        # counts are the batch's: the second pass only finds out who was who.
+        self.counts.written += result.written
+        self.counts.duplicates += result.duplicates
+        settled = len(unreadable)
+        for entry, item in zip(kept, items, strict=True):
+            single = self.sink.write([item])
+            if single.unavailable:
+                return settled + self._outage(single.last_error)
+            if single.dropped:
+                (reason,) = single.dropped
+                self._dead_letter([entry], str(reason), single.last_error or str(reason))
+            else:
+                self._stored([entry], single.written, 0)
+            settled += 1
+        return settled
+
+    def _failed(self, entries: list[Entry], exc: Exception) -> int:
+        """The sink raised (it should not): keep the entries to try again, and park those that
+        failed ``max_deliveries`` times in a row (``internal_error``) rather than loop for ever."""
+        logger.exception("writing a batch of the stream failed: %s", type(exc).__name__)
+        self._held = True
+        for entry_id, _fields in entries:
+            self._attempts[entry_id] += 1
+        spent = [e for e in entries if self._attempts[e[0]] >= self.settings.max_deliveries]
+        if spent:
+            self._dead_letter(spent, str(DropReason.INTERNAL_ERROR), f"{type(exc).__name__} "
+                              f"on {self.settings.max_deliveries} attempts in a row")
+            for entry_id, _fields in spent:
+                del self._attempts[entry_id]
+        return len(spent)
+
+    def _outage(self, error: str | None) -> int:
+        """The database could not take the batch: keep the entries (they are ours, pending) and
+        let the breaker space the retries."""
+        self.counts.outages += 1
+        self._held = True
+        if self.breaker.record_failure(time.monotonic()):
+            logger.error("trace database unavailable; the stream holds the traces until it is "
+                         "back: %s", error)
+        return 0
+
+    def _probe(self) -> bool:
+        if not self.breaker.try_half_open(time.monotonic()):
+            return False
+        try:
+            self.sink.probe()
+        except Exception as exc:  # any failure keeps the breaker open
+            self.breaker.record_failure(time.monotonic())
+            logger.warning("trace database still unavailable: %s", exc)
+            return False
+        self.breaker.record_success()
+        logger.info("trace database reachable again; draining the stream")
+        return True
+
+    def _stored(self, entries: Iterable[Entry], written: int, duplicates: int) -> None:
+        self._ack([entry_id for entry_id, _ in entries])
+        self.counts.written += written
+        self.counts.duplicates += duplicates
+
+    def _ack(self, ids: list[bytes]) -> None:
+        """Acknowledge and delete, together: the stream's length stays the backlog."""
+        s = self.settings
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xack(s.stream, s.group, *ids)
+        pipe.xdel(s.stream, *ids)
+        pipe.execute()
+
+    def _dead_letter(self, entries: list[Entry], reason: str, error: str) -> None:
+        """Move ``entries`` to the dead-letter stream with why, in one MULTI with their
+        acknowledgement (never in both streams, never in neither)."""
+        s = self.settings
+        pipe = self.client.pipeline(transaction=True)
+        for entry_id, fields in entries:
+            pipe.xadd(dead_stream(s.stream), {FIELD: fields.get(FIELD, b""), b"id": entry_id,
+                                              b"reason": reason, b"error": error[:500],
+                                              b"consumer": s.name})
+        ids = [entry_id for entry_id, _ in entries]
+        pipe.xack(s.stream, s.group, *ids)
+        pipe.xdel(s.stream, *ids)
+        pipe.execute()
+        self.counts.dead[reason] += len(entries)
+        logger.error("%d trace(s) moved to %s (%s): %s", len(entries), dead_stream(s.stream),
+                     reason, error[:200])
+
+
+# ---------------------------------------------------------------------- status
+
+
+def queue_status(redis_client: redis.Redis, stream: str, group: str) -> dict[str, Any]:
+    """Length, pending per consumer, the oldest unacknowledged entry's age, lag and dead
+    letters: what ``flask queue status`` prints."""
+    client: Any = redis_client  # see Consumer.__init__ on redis-py's reply types
+    status: dict[str, Any] = {"stream": stream, "group": group, "length": 0, "pending": 0,
+                              "consumers": {}, "oldest_pending_seconds": None, "lag": None,
+                              "dead_letters": int(client.xlen(dead_stream(stream)))}
+    if not client.exists(stream):
+        return status
+    status["length"] = int(client.xlen(stream))
+    groups = {row["name"].decode(): row for row in client.xinfo_groups(stream)}
+    if group not in groups:
+        return status
+    status["lag"] = groups[group].get("lag")
+    summary = client.xpending(stream, group)
+    status["pending"] = int(summary["pending"])
+    status["consumers"] = {row["name"].decode(): int(row["pending"])
+                           for row in summary.get("consumers") or []}
+    if summary["pending"]:
+        oldest_ms = int(summary["min"].split(b"-")[0])
+        status["oldest_pending_seconds"] = round(max(0.0, time.time() - oldest_ms / 1000), 3)
+    return status
+
