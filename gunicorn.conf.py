@@ -7,6 +7,8 @@ Every setting can be overridden on the command line or with GUNICORN_* variables
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Sync workers: the endpoint only validates and enqueues, so a request never waits on the
@@ -25,3 +27,24 @@ limit_request_line = 8190
 limit_request_fields = 100
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
+
+# One /metrics for the whole service: prometheus-client's multiprocess mode keeps each worker's
+# counters in files of this directory and any worker's scrape sums them
+# (trace_service/http/metrics.py). Set before the workers import prometheus-client; a directory
+# of our own, emptied at start, unless the deployment names one.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="trace-service-metrics-")
+
+
+def on_starting(server):  # gunicorn's hook signature
+    """A fresh start counts from zero: files of an earlier run would be summed in."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server, worker):  # gunicorn's hook signature
+    """A dead worker's live gauges leave the sum (its counters stay: they happened)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

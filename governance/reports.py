@@ -238,12 +238,26 @@ def _loss(deltas: dict[str, int] | None, checks: list[dict[str, str]]) -> dict[s
         "loss.writer_drops", "pass" if dropped == 0 else "warn",
         f"{dropped} trace(s) dropped by writers in the period"
         + (f" ({', '.join(f'{k}: {v}' for k, v in writer_drops.items() if v)})" if dropped else "")))
-    return {
+    loss: dict[str, Any] = {
         "writer": {"submitted": deltas.get("writer.submitted", 0), "written": deltas.get("writer.written", 0),
                    "dropped": dropped, "dropped_by_reason": writer_drops},
         "ingest": {"received": deltas.get("ingest.received", 0), "accepted": deltas.get("ingest.accepted", 0),
                    "refused_by_reason": ingest_refused},
     }
+    if any(name.startswith("queue.") for name in deltas):
+        # The durable path's consumers: traces they parked in the dead-letter stream were
+        # accepted (202) and are not in the table: a loss to look at, though not a lost trace.
+        dead = {name.removeprefix("queue.dead."): count
+                for name, count in deltas.items() if name.startswith("queue.dead.")}
+        parked = sum(dead.values())
+        checks.append(_check(
+            "loss.queue_dead_letters", "pass" if parked == 0 else "warn",
+            f"{parked} trace(s) moved to the queue's dead-letter stream in the period"
+            + (f" ({', '.join(f'{k}: {v}' for k, v in dead.items() if v)})" if parked else "")))
+        loss["queue"] = {"written": deltas.get("queue.written", 0),
+                         "duplicates": deltas.get("queue.duplicates", 0),
+                         "dead_letters": parked, "dead_letters_by_reason": dead}
+    return loss
 
 
 def build_report(facts: ReportFacts) -> dict[str, Any]:

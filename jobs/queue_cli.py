@@ -21,10 +21,17 @@ import redis
 from flask.cli import AppGroup
 
 from jobs.cli import cli_config
-from jobs.queue_consumer import Consumer, QueueSettings, dead_stream, default_name, queue_status
+from jobs.queue_consumer import (
+    Consumer,
+    QueueSettings,
+    consumer_counters,
+    default_name,
+)
 from trace_service.breaker import CircuitBreaker
 from trace_service.db import create_engine
 from trace_service.http.config import ServiceConfig
+from trace_service.http.counters import CounterPersister
+from trace_service.http.stream import dead_stream, queue_status
 from trace_service.sink import TraceSink
 
 queue_cli = AppGroup("queue", help="The durable ingest queue (Redis stream): consumers and status.")
@@ -69,9 +76,13 @@ def consume(name: str | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     click.echo(f"consumer {settings.name} reading {settings.stream} in group {settings.group}",
                err=True)
+    # The consumer's counts go to trace_counter_snapshots like the service's, for the reports.
+    persister = CounterPersister(engine, lambda: consumer_counters(consumer.counts),
+                                 config.counters_persist_seconds, config.log_interval).start()
     try:
         counts = consumer.run()
     finally:
+        persister.stop()
         engine.dispose()
     click.echo(json.dumps({"consumer": settings.name, "batches": counts.batches,
                            "written": counts.written, "duplicates": counts.duplicates,

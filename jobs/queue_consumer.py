@@ -36,20 +36,15 @@ import redis
 
 from governance.errors import TraceInputError
 from trace_service.breaker import OPEN, CircuitBreaker
+from trace_service.http.stream import dead_stream
 from trace_service.queue import DropReason, TraceItem
 from trace_service.sink import TraceSink
 from trace_service.stream_entry import FIELD, decode_entry
 
 logger = logging.getLogger("jobs.queue_consumer")
-DEAD_SUFFIX = ":dead"
 _BLOCK_MS = 1000  # how long a read waits for new entries: also how soon a stop is seen
 
 Entry = tuple[bytes, dict[bytes, bytes]]
-
-
-def dead_stream(stream: str) -> str:
-    """The dead-letter stream of ``stream``."""
-    return stream + DEAD_SUFFIX
 
 
 def default_name() -> str:
@@ -67,6 +62,15 @@ class ConsumerCounts:
     claimed: int = 0
     dead: Counter[str] = field(default_factory=Counter)
     outages: int = 0
+
+
+def consumer_counters(counts: ConsumerCounts) -> dict[str, int]:
+    """The consumer's cumulative counters under the names ``trace_counter_snapshots`` keeps
+    (``queue.written``, ``queue.duplicates``, ``queue.dead.<reason>``), for the reports."""
+    values = {"queue.written": counts.written, "queue.duplicates": counts.duplicates,
+              "queue.claimed": counts.claimed, "queue.outages": counts.outages}
+    values.update({f"queue.dead.{reason}": count for reason, count in counts.dead.items()})
+    return values
 
 
 @dataclass(frozen=True)
@@ -312,31 +316,3 @@ class Consumer:
         self.counts.dead[reason] += len(entries)
         logger.error("%d trace(s) moved to %s (%s): %s", len(entries), dead_stream(s.stream),
                      reason, error[:200])
-
-
-# ---------------------------------------------------------------------- status
-
-
-def queue_status(redis_client: redis.Redis, stream: str, group: str) -> dict[str, Any]:
-    """Length, pending per consumer, the oldest unacknowledged entry's age, lag and dead
-    letters: what ``flask queue status`` prints."""
-    client: Any = redis_client  # see Consumer.__init__ on redis-py's reply types
-    status: dict[str, Any] = {"stream": stream, "group": group, "length": 0, "pending": 0,
-                              "consumers": {}, "oldest_pending_seconds": None, "lag": None,
-                              "dead_letters": int(client.xlen(dead_stream(stream)))}
-    if not client.exists(stream):
-        return status
-    status["length"] = int(client.xlen(stream))
-    groups = {row["name"].decode(): row for row in client.xinfo_groups(stream)}
-    if group not in groups:
-        return status
-    status["lag"] = groups[group].get("lag")
-    summary = client.xpending(stream, group)
-    status["pending"] = int(summary["pending"])
-    status["consumers"] = {row["name"].decode(): int(row["pending"])
-                           for row in summary.get("consumers") or []}
-    if summary["pending"]:
-        oldest_ms = int(summary["min"].split(b"-")[0])
-        status["oldest_pending_seconds"] = round(max(0.0, time.time() - oldest_ms / 1000), 3)
-    return status
-

@@ -87,6 +87,9 @@ def test_a_clean_period_passes_and_fills_every_day() -> None:
      "audit_guard.blocked_writes", "warn"),
     ({"counters": [CounterSample("h:1:x", "writer.dropped.queue_full", 4, START)]},
      "loss.writer_drops", "warn"),
+    ({"counters": [CounterSample("h:2:y", "queue.dead.not a trace", 1, START)]},
+     "loss.queue_dead_letters", "warn"),
+    ({"counters": [CounterSample("h:2:y", "queue.written", 9, START)]}, "loss.queue_dead_letters", "pass"),
 ])
 def test_each_check_reports_its_failure(changes: dict[str, Any], check: str, result: str) -> None:
     report = build_report(_facts(**changes))
@@ -159,3 +162,13 @@ def test_html_escapes_client_text_and_tags_figures() -> None:
 def test_a_period_cannot_end_before_it_starts() -> None:
     with pytest.raises(ValueError, match="ends"):
         Period(date(2026, 11, 22), date(2026, 11, 16))
+
+
+def test_the_queues_dead_letters_are_losses_of_their_own() -> None:
+    report = build_report(_facts(counters=[
+        CounterSample("h:2:y", "queue.written", 40, START + timedelta(hours=1)),
+        CounterSample("h:2:y", "queue.dead.db_error", 2, START + timedelta(hours=2))]))
+    assert report["loss"]["queue"] == {"written": 40, "duplicates": 0, "dead_letters": 2,
+                                       "dead_letters_by_reason": {"db_error": 2}}
+    assert "2 trace(s) moved to the queue's dead-letter stream" in str(report["checks"])
+    assert "queue" not in build_report(_facts())["loss"]  # no queue: the report is as before

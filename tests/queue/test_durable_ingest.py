@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from jobs.queue_consumer import Consumer, QueueSettings, dead_stream, queue_status
+from jobs.queue_consumer import Consumer, QueueSettings
 from tests.support.redis_server import RedisServer
 from tests.trace_service.http.test_ingest import Ingest, make_ingest
 from trace_service.breaker import CircuitBreaker
 from trace_service.db import create_engine
+from trace_service.http.stream import dead_stream, queue_status
 from trace_service.reader import StoredTrace, read_traces
 from trace_service.sink import TraceSink
 from trace_service.stream_entry import FIELD, decode_entry

@@ -15,7 +15,7 @@ import click
 import redis
 from flask import Blueprint, Flask, Response, current_app, g, jsonify
 from flask.cli import AppGroup
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
@@ -34,7 +34,7 @@ from trace_service.http.metrics import IngestMetrics
 from trace_service.http.openapi import DOCUMENT
 from trace_service.http.rate_limits import RateLimits
 from trace_service.http.reports_view import reports_view
-from trace_service.http.stream import TraceStream
+from trace_service.http.stream import TraceStream, queue_status
 from trace_service.writer import TraceWriter
 
 logger = logging.getLogger("trace_service.http.app")
@@ -56,13 +56,13 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
     app.extensions["trace_grants"] = _check_grants_at_start(app.extensions["trace_engine"], config)
     writer = app.extensions["trace_writer"] = TraceWriter.from_config(config)
     app.extensions["trace_keys"] = KeyStore(app.extensions["trace_engine"], config.key_cache_seconds)
-    metrics = app.extensions["trace_metrics"] = IngestMetrics(writer.stats)
+    stream = app.extensions["trace_stream"] = _stream_at_start(config) if config.queue_url else None
+    metrics = app.extensions["trace_metrics"] = IngestMetrics(writer.stats, None if stream is None else (
+        lambda: queue_status(stream.client, stream.stream, config.queue_group)))
     app.extensions["trace_counters"] = CounterPersister(
         app.extensions["trace_engine"], lambda: service_counters(writer, metrics),
         config.counters_persist_seconds, config.log_interval, before_exit=writer.close).start()
     app.config["MAX_CONTENT_LENGTH"] = config.ingest_max_bytes  # 413 before the body is read
-    if config.queue_url:
-        app.extensions["trace_stream"] = _stream_at_start(config)
     app.extensions["trace_ratelimits"] = RateLimits(
         config.ratelimit_storage, config.ingest_rate, config.auth_failure_rate)
     if config.trusted_proxies:
@@ -193,8 +193,7 @@ def _queue_readiness() -> dict[str, Any]:
 @health.get("/metrics")
 def metrics() -> Any:
     """Prometheus text format."""
-    registry = current_app.extensions["trace_metrics"].registry
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(current_app.extensions["trace_metrics"].exposition(), mimetype=CONTENT_TYPE_LATEST)
 
 
 @health.get("/api/openapi.json")

@@ -46,6 +46,8 @@ _persisters: weakref.WeakSet[CounterPersister] = weakref.WeakSet()
 def service_counters(writer: TraceWriter, ingest: IngestMetrics | None = None) -> dict[str, int]:
     """The current cumulative counters of a writer, the ingest endpoint and the guard."""
     stats = writer.stats()
+    if ingest is not None:
+        ingest.publish()  # the persister's tick doubles as the metrics' (multiprocess mode)
     values = {"writer.submitted": stats.submitted, "writer.written": stats.written}
     values.update({f"writer.dropped.{reason}": count for reason, count in stats.dropped_by_reason.items()})
     if ingest is not None:

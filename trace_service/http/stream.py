@@ -17,6 +17,7 @@ replica had not yet received.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,13 @@ for i = 2, #ARGV do
 end
 return #ARGV - 1
 """
+DEAD_SUFFIX = ":dead"
 RETRY_SECONDS = 5.0  # what a refused client is told to wait: a consumer batch or a reconnect
+
+
+def dead_stream(stream: str) -> str:
+    """The dead-letter stream of ``stream``, where consumers park what they cannot store."""
+    return stream + DEAD_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -103,3 +110,28 @@ class TraceStream:
             value = self.client.config_get(name).get(name, "")
             return value.decode() if isinstance(value, bytes) else str(value)
         return Durability(get("appendonly") == "yes", get("appendfsync"), get("maxmemory-policy"))
+
+
+def queue_status(redis_client: redis.Redis, stream: str, group: str) -> dict[str, Any]:
+    """Length, pending per consumer, the oldest unacknowledged entry's age, lag and dead
+    letters: what ``flask queue status`` prints."""
+    client: Any = redis_client  # see TraceStream.__init__ on redis-py's reply types
+    status: dict[str, Any] = {"stream": stream, "group": group, "length": 0, "pending": 0,
+                              "consumers": {}, "oldest_pending_seconds": None, "lag": None,
+                              "dead_letters": int(client.xlen(dead_stream(stream)))}
+    if not client.exists(stream):
+        return status
+    status["length"] = int(client.xlen(stream))
+    groups = {row["name"].decode(): row for row in client.xinfo_groups(stream)}
+    if group not in groups:
+        return status
+    status["lag"] = groups[group].get("lag")
+    summary = client.xpending(stream, group)
+    status["pending"] = int(summary["pending"])
+    status["consumers"] = {row["name"].decode(): int(row["pending"])
+                           for row in summary.get("consumers") or []}
+    if summary["pending"]:
+        oldest_ms = int(summary["min"].split(b"-")[0])
+        status["oldest_pending_seconds"] = round(max(0.0, time.time() - oldest_ms / 1000), 3)
+    return status
+
