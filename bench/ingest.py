@@ -1,6 +1,6 @@
 """Benchmark of HTTP ingest under gunicorn against a bare Flask handler, in one run.
 
-    .venv/bin/python bench/ingest.py [--duration 10] [--connections 32]
+    .venv/bin/python bench/ingest.py [--duration 10] [--connections 32] [--queue redis]
 
 Both apps run under gunicorn with the same settings (``-c gunicorn.conf.py -w 2``) on 127.0.0.1;
 the load comes from ``wrk`` (Debian package) in a second process. Printed side by side:
@@ -8,6 +8,11 @@ single-trace posts (requests/s, p50 and p99 latency) and batches of 500 traces (
 the ratio ours/bare and any non-2xx answers. Ours authenticates, validates, masks and writes to
 MariaDB (the rows are counted after a graceful stop); the bare handler only parses the JSON.
 Target (issue 6): single-trace requests/s >= 0.7x the bare handler.
+
+``--queue redis`` adds a third contender in the same run: ours on the durable path
+(``TRACE_QUEUE_URL``, a redis-server of its own with ``appendfsync everysec`` in a temporary
+directory), where a request is answered once Redis holds its masked traces; the ratio printed is
+stream / in-process. Target (issue 17): >= 0.9x the in-process path's requests/s.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from bench.scratch_db import scratch_database  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 from trace_service import migrate  # noqa: E402
 from trace_service.db import create_engine  # noqa: E402
 from trace_service.http.keys import KeyStore  # noqa: E402
@@ -92,6 +98,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--queue", choices=["redis"], default=None,
+                        help="also run ours on the durable path, through a Redis stream")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -106,12 +114,26 @@ def main() -> None:
         print(f"gunicorn -w 2 sync, wrk -t2 -c{args.connections} -d{args.duration}s on 127.0.0.1; "
               f"{os.cpu_count()} CPUs")
         results = {}
-        for name, app in (("bare", "bench.bare_app:app"), ("ours", "trace_service.http.app:create_app()")):
-            process, port = start(app, env)
-            results[name] = (wrk(port, single, headers, args.duration, args.connections),
-                             wrk(port, batch, headers, args.duration, 4))
-            process.send_signal(signal.SIGTERM)
-            process.wait(90)
+        ours = "trace_service.http.app:create_app()"
+        contenders = [("bare", "bench.bare_app:app", env), ("ours", ours, env)]
+        redis_dir = tempfile.TemporaryDirectory()
+        redis_server = None
+        if args.queue:
+            redis_server = RedisServer(Path(redis_dir.name), appendfsync="everysec").start()
+            contenders.append(("stream", ours, {
+                **env, "TRACE_QUEUE_URL": redis_server.url, "TRACE_QUEUE_MAX_LENGTH": "100000000"}))
+        try:
+            for name, app, app_env in contenders:
+                process, port = start(app, app_env)
+                results[name] = (wrk(port, single, headers, args.duration, args.connections),
+                                 wrk(port, batch, headers, args.duration, 4))
+                process.send_signal(signal.SIGTERM)
+                process.wait(90)
+        finally:
+            if redis_server is not None:
+                queued = redis_server.client().xlen("telemetry:traces")
+                redis_server.stop()
+            redis_dir.cleanup()
         with engine.connect() as conn:
             stored = conn.execute(sa.text("SELECT COUNT(*) FROM telemetry_traces")).scalar_one()
         engine.dispose()
@@ -129,6 +151,17 @@ def main() -> None:
         counted = os_["requests"] - os_["non2xx"] + (ob["requests"] - ob["non2xx"]) * 500
         print(f"\n  rows stored after a graceful stop: {stored}; wrk counted {counted:.0f} accepted "
               "(requests still in flight when wrk stops are served but not counted by wrk)")
+        if "stream" in results:
+            ss, sb = results["stream"]
+            stream_rows = (sb["requests"] - sb["non2xx"]) * 500 / args.duration
+            print(f"\n  durable path (Redis stream, AOF everysec; nothing consumed during the run)"
+                  f"\n  single trace stream: {ss['rps']:7.0f} req/s  p50 {ss['p50']:6.2f} ms  "
+                  f"p99 {ss['p99']:6.2f} ms  non-2xx {ss['non2xx']:.0f}"
+                  f"\n                 ratio stream / in-process {ss['rps'] / os_['rps']:.2f}x  "
+                  f"(target >= 0.9x); stream / bare {ss['rps'] / bs['rps']:.2f}x"
+                  f"\n  batch of 500   stream: {stream_rows:7.0f} rows/s accepted  p50 {sb['p50']:6.2f} ms"
+                  f"\n                 ratio stream / in-process {stream_rows / max(ours_rows, 1):.2f}x"
+                  f"\n  entries in the stream after the run: {queued}")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ from trace_service.sink import TraceSink
 from trace_service.stream_entry import FIELD, decode_entry
 
 logger = logging.getLogger("jobs.queue_consumer")
-_BLOCK_MS = 1000  # how long a read waits for new entries: also how soon a stop is seen
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -83,6 +82,8 @@ class QueueSettings:
     batch_size: int = 500
     claim_seconds: float = 60.0
     max_deliveries: int = 5
+    # How long a read waits for new entries: also how soon a stop is seen.
+    block_ms: int = 1000
 
 
 class Consumer:
@@ -161,7 +162,7 @@ class Consumer:
         claimed = self._claim_from_the_dead()
         if claimed:
             return claimed
-        return self._read(settings.batch_size, ">", block=_BLOCK_MS)
+        return self._read(settings.batch_size, ">", block=settings.block_ms)
 
     def _read(self, count: int, start: str, block: int | None = None) -> list[Entry]:
         s = self.settings

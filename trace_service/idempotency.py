@@ -63,14 +63,53 @@ def claim(conn: Connection, event_ids: Iterable[str], window_seconds: float,
     new id meet on the primary key, the second waits and then sees a duplicate. Ids are claimed
     in sorted order, so transactions with several ids lock them in one order.
     """
-    dialect = conn.dialect.name
-    lock = "" if dialect == "sqlite" else " FOR UPDATE"
+    ids = sorted(set(event_ids))
+    old = now - timedelta(seconds=window_seconds)
+    if len(ids) > 1:
+        claimed = _claim_batch(conn, ids, now)
+        if claimed is not None:
+            return claimed
+    return _claim_one_by_one(conn, ids, now, old)
+
+
+def _claim_batch(conn: Connection, ids: list[str], now: datetime) -> set[str] | None:
+    """:func:`claim` of a batch of new ids in two statements (a queue consumer's batch is all
+    ids, nearly always new): one read of the ids, then one multi-row ``INSERT IGNORE``.
+
+    None (decide id by id, as before) when any id is already there, since renewing or skipping
+    stored ids is where claimers meet and the one-by-one order keeps them from deadlocking; and
+    when the insert skipped an id (another claimer took it a moment ago), after rolling the
+    insert back to its savepoint. That last race can deadlock on the duplicate's shared lock,
+    which rolls the whole transaction back for the sink to retry (``TraceSink``): never two rows.
+    """
+    found = conn.execute(sa.text(f"SELECT event_id FROM {TABLE} WHERE event_id IN :ids"
+                                 ).bindparams(sa.bindparam("ids", expanding=True)),
+                         {"ids": ids}).first()
+    if found is not None:
+        return None
+    insert = sa.text(f"INSERT {_ignore(conn)} INTO {TABLE} (event_id, seen_at) VALUES (:id, :now)")
+    values = [{"id": event_id, "now": now} for event_id in ids]
+    if conn.dialect.name == "sqlite":
+        # One writer at a time holds the whole database, so nobody can claim an id between our
+        # read and our insert. (And pysqlite's savepoints are not nested in its transactions:
+        # releasing one would commit the claims before their rows.)
+        conn.execute(insert, values)
+        return set(ids)
+    savepoint = conn.begin_nested()
+    if conn.execute(insert, values).rowcount != len(ids):
+        savepoint.rollback()
+        return None
+    savepoint.commit()
+    return set(ids)
+
+
+def _claim_one_by_one(conn: Connection, ids: list[str], now: datetime, old: datetime) -> set[str]:
+    lock = "" if conn.dialect.name == "sqlite" else " FOR UPDATE"
     select = sa.text(f"SELECT CASE WHEN seen_at < :old THEN 1 ELSE 0 END FROM {TABLE} "
                      f"WHERE event_id = :id{lock}")
     insert = sa.text(f"INSERT {_ignore(conn)} INTO {TABLE} (event_id, seen_at) VALUES (:id, :now)")
-    old = now - timedelta(seconds=window_seconds)
     claimed: set[str] = set()
-    for event_id in sorted(set(event_ids)):
+    for event_id in ids:
         params = {"id": event_id, "now": now, "old": old}
         expired = conn.execute(select, params).scalar()
         if expired is None:

@@ -214,3 +214,38 @@ def test_concurrent_claims_of_stored_and_new_ids_never_deadlock(mariadb_url: str
             assert sorted(i for claimed in won for i in claimed) == new  # each new id once
     finally:
         engine.dispose()
+
+
+def test_two_claimers_of_the_same_new_batch_take_each_id_once(mariadb_url: str) -> None:
+    # The batch path (one multi-row INSERT IGNORE): the loser's insert skips ids, is rolled back
+    # to its savepoint, and the ids are decided one by one (as duplicates).
+    engine = create_engine(mariadb_url, pool_size=2)
+    migrate.upgrade(engine)
+    now = datetime(2030, 1, 1, 0, 0, 0)
+    try:
+        for _ in range(20):
+            new = sorted(str(uuid.uuid4()) for _ in range(5))
+            won = race_claims(engine, new, 2, now)
+            assert sorted(i for claimed in won for i in claimed) == new
+    finally:
+        engine.dispose()
+
+
+def test_a_new_batch_is_claimed_in_one_insert(sqlite_url: str, mariadb_url: str) -> None:
+    for url in (sqlite_url, mariadb_url):
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        statements: list[str] = []
+
+        def note(*args: Any, seen: list[str] = statements) -> None:
+            seen.append(args[2])
+
+        sa.event.listen(engine, "before_cursor_execute", note)
+        ids = sorted(str(uuid.uuid4()) for _ in range(50))
+        with engine.begin() as conn:
+            assert idempotency.claim(conn, ids, WINDOW, datetime(2030, 1, 1)) == set(ids)
+        inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+        assert len(inserts) == 1 and "trace_ingest_events" in inserts[0]
+        assert sum("trace_ingest_events" in s and s.lstrip().upper().startswith("SELECT")
+                   for s in statements) == 1
+        engine.dispose()

@@ -126,7 +126,8 @@ DOCUMENT: dict[str, Any] = {
                 "422": _answer("Nothing valid", {"anyOf": [{"$ref": "#/components/schemas/Result"},
                                                            _ERROR]}),
                 "429": _answer("Rate limited", _ERROR, _RETRY),
-                "503": _answer("Write queue full or database down; retry later", _ERROR, _RETRY),
+                "503": _answer("Write queue full, database down, or the Redis queue full or not "
+                               "answering; nothing was stored: retry later", _ERROR, _RETRY),
             },
         }},
         "/healthz": {"get": {"responses": {"200": {"description": "The process is up"}}}},

@@ -1,0 +1,170 @@
+"""Benchmark of the queue's consumers against raw PyMySQL ``executemany``, in one run.
+
+    .venv/bin/python bench/consume.py [--rows 50000] [--batch 500] [--rounds 3]
+
+A redis-server of its own (its append-only file in a temporary directory, ``appendfsync
+everysec``) and a scratch MariaDB database. Each round fills the stream with ``--rows`` entries
+of one masked trace (what the endpoint appends), then times how fast the stream is drained into
+``telemetry_traces``: by one consumer, and by two consumer processes in the same group. Next to
+it, the same rows (``build_row`` of the same trace, so the same bytes) inserted by raw PyMySQL
+``executemany`` in batches of the same size, one commit a batch. Printed: rows/s of each, the
+ratio one consumer / raw. Target (issue 17): one consumer >= 0.8x raw executemany.
+
+The consumer does per row what raw does not: decode the entry, build the row (PHP JSON, the
+table's zone), claim its event id in the same transaction (the duplicate check), then
+acknowledge and delete the entries in Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pymysql  # noqa: E402
+
+from bench.scratch_db import scratch_database  # noqa: E402
+from jobs.queue_consumer import Consumer, QueueSettings  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+from trace_service import migrate  # noqa: E402
+from trace_service.db import create_engine, table_layout  # noqa: E402
+from trace_service.queue import TraceItem  # noqa: E402
+from trace_service.sink import TraceSink, build_row, insert_sql  # noqa: E402
+from trace_service.stream_entry import FIELD, encode_entry  # noqa: E402
+from trace_service.values import TimestampFormatter  # noqa: E402
+
+STREAM, GROUP = "bench:traces", "bench-writers"
+METADATA = {"target_id": 3, "reason": "password_reset_requested",
+            "client": {"platform": "web", "version": "4.12.1"}, "tags": ["auth", "stepup"]}
+
+
+def item(event_id: str | None) -> TraceItem:
+    return TraceItem("auth.login.attempt", "info", 7, "10.0.0.1", "Mozilla/5.0 (bench)",
+                     "admins.list", "req-bench-1", METADATA, time.time_ns(), event_id)
+
+
+def fill(server: RedisServer, rows: int) -> None:
+    client = server.client()
+    client.delete(STREAM)
+    client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    for start in range(0, rows, 1000):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(min(1000, rows - start)):
+            pipe.xadd(STREAM, {FIELD: encode_entry(item(str(uuid.uuid4())), METADATA)})
+        pipe.execute()
+
+
+def consume(url: str, redis_url: str, name: str, batch: int) -> None:
+    """One consumer until the stream is empty (run in a process of its own)."""
+    import redis
+
+    engine = create_engine(url, pool_size=1)
+    client = redis.Redis.from_url(redis_url)
+    # A short block: the clock stops when the stream is empty, not a second later.
+    consumer = Consumer(client, TraceSink(engine, "UTC", None, 86_400.0),
+                        QueueSettings(STREAM, GROUP, name, batch, block_ms=20))
+    while consumer.step() or client.xlen(STREAM):
+        pass
+    engine.dispose()
+
+
+def drain(url: str, server: RedisServer, consumers: int, batch: int) -> float:
+    """Seconds for ``consumers`` processes to drain the stream."""
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=consume, args=(url, server.url, f"c{i}", batch))
+                 for i in range(consumers)]
+    start = time.perf_counter()
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+        assert process.exitcode == 0
+    return time.perf_counter() - start
+
+
+def truncate(database: str) -> None:
+    conn = pymysql.connect(host="127.0.0.1", user="root", database=database)
+    with conn.cursor() as cur:
+        cur.execute("TRUNCATE TABLE telemetry_traces")
+        cur.execute("DELETE FROM trace_ingest_events")
+    conn.commit()
+    conn.close()
+
+
+def count(database: str) -> int:
+    conn = pymysql.connect(host="127.0.0.1", user="root", database=database)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM telemetry_traces")
+        (rows,) = cur.fetchone()
+    conn.close()
+    return int(rows)
+
+
+def raw(url: str, database: str, rows: int, batch: int) -> float:
+    engine = create_engine(url)
+    layout = table_layout(engine)
+    row, _ = build_row(item(None), layout, TimestampFormatter("UTC"))
+    engine.dispose()
+    statement = insert_sql(layout, "format")
+    conn = pymysql.connect(host="127.0.0.1", user="root", database=database)
+    data = [row] * rows
+    start = time.perf_counter()
+    with conn.cursor() as cur:
+        for i in range(0, rows, batch):
+            cur.executemany(statement, data[i:i + batch])
+            conn.commit()
+    seconds = time.perf_counter() - start
+    conn.close()
+    return rows / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with scratch_database() as (url, database), tempfile.TemporaryDirectory() as directory:
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        server = RedisServer(Path(directory), appendfsync="everysec").start()
+        print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.rows} rows a round, "
+              f"batch {args.batch}, {args.rounds} rounds; redis-server AOF everysec")
+        rates: dict[str, list[float]] = {"raw": [], "one": [], "two": []}
+        try:
+            for _ in range(args.rounds):
+                rates["raw"].append(raw(url, database, args.rows, args.batch))
+                truncate(database)
+                for name, consumers in (("one", 1), ("two", 2)):
+                    fill(server, args.rows)
+                    seconds = drain(url, server, consumers, args.batch)
+                    stored = count(database)
+                    assert stored == args.rows, (name, stored)
+                    rates[name].append(args.rows / seconds)
+                    truncate(database)
+        finally:
+            server.stop()
+    raw_rate, one, two = (statistics.median(rates[k]) for k in ("raw", "one", "two"))
+
+    def rounds(key: str) -> str:
+        return ", ".join(f"{r:.0f}" for r in rates[key])
+
+    print(f"\n  raw PyMySQL executemany: {raw_rate:8.0f} rows/s   (rounds: {rounds('raw')})")
+    print(f"  one consumer:            {one:8.0f} rows/s   (rounds: {rounds('one')})")
+    print(f"  two consumers:           {two:8.0f} rows/s   (rounds: {rounds('two')})")
+    print(f"  ratio one consumer / raw {one / raw_rate:.2f}x  (target >= 0.8x); "
+          f"two / one {two / one:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
