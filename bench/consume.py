@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +38,7 @@ from trace_service import migrate  # noqa: E402
 from trace_service.db import create_engine, table_layout  # noqa: E402
 from trace_service.queue import TraceItem  # noqa: E402
 from trace_service.sink import TraceSink, build_row, insert_sql  # noqa: E402
-from trace_service.stream_entry import FIELD, encode_entry  # noqa: E402
+from trace_service.stream_entry import FIELD, encode_entry, new_event_id  # noqa: E402
 from trace_service.values import TimestampFormatter  # noqa: E402
 
 STREAM, GROUP = "bench:traces", "bench-writers"
@@ -59,7 +58,7 @@ def fill(server: RedisServer, rows: int) -> None:
     for start in range(0, rows, 1000):
         pipe = client.pipeline(transaction=False)
         for _ in range(min(1000, rows - start)):
-            pipe.xadd(STREAM, {FIELD: encode_entry(item(str(uuid.uuid4())), METADATA)})
+            pipe.xadd(STREAM, {FIELD: encode_entry(item(new_event_id()), METADATA)})
         pipe.execute()
 
 

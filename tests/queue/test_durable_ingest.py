@@ -6,10 +6,12 @@ goes to the dead-letter stream; an outage of the database is ridden out in the s
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -269,3 +271,24 @@ def test_an_unreachable_redis_url_is_a_clear_status_error(database_url: str) -> 
     ingest = make_ingest(database_url, queue_url="redis://127.0.0.1:1/0", queue_stream=STREAM)
     result = ingest.app.test_cli_runner().invoke(args=["queue", "status"])
     assert result.exit_code != 0 and "cannot be read (ConnectionError)" in result.output
+
+
+def test_the_start_log_says_what_a_202_promises_with_the_settings_found(
+        database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    loose = RedisServer(tmp_path, config={"appendonly": "no", "maxmemory-policy": "allkeys-lru"}).start()
+    try:
+        with caplog.at_level(logging.INFO, logger="trace_service.http.app"):
+            ingest = make_ingest(database_url, queue_url=loose.url, queue_stream=STREAM)
+        ingest.app.extensions["trace_writer"].close(2)
+    finally:
+        loose.stop()
+    assert "in Redis's memory only (appendonly no)" in caplog.text
+    assert "maxmemory-policy is allkeys-lru: Redis may evict unread traces" in caplog.text
+
+
+def test_with_an_append_only_file_the_promise_names_the_fsync_window() -> None:
+    from trace_service.http.stream import Durability
+
+    everysec = Durability(True, "everysec", "noeviction")
+    assert "up to the last second" in everysec.promise() and everysec.problems() == []
+    assert "a crash of Redis loses nothing it accepted" in Durability(True, "always", "noeviction").promise()

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,12 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process with AOF (``appendfsync always`` unless told otherwise)."""
 
-    def __init__(self, directory: Path, port: int | None = None, **config: str) -> None:
+    def __init__(self, directory: Path, port: int | None = None,
+                 config: Mapping[str, str] | None = None, **settings: str) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.config = {"appendonly": "yes", "appendfsync": "always", "save": "",
-                       "maxmemory-policy": "noeviction", **config}
+                       "maxmemory-policy": "noeviction", **(config or {}), **settings}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

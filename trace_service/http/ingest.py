@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -43,7 +42,7 @@ from trace_service.http.stream import TraceStream
 from trace_service.idempotency import stored_ids
 from trace_service.log_throttle import ThrottledLogger
 from trace_service.php_json import thaw
-from trace_service.stream_entry import encode_entry
+from trace_service.stream_entry import encode_entry, new_event_id
 from trace_service.writer import TraceWriter, make_item
 
 ingest = Blueprint("ingest", __name__)
@@ -176,7 +175,7 @@ def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]]) -> tuple[li
             results.append(entry)
             continue
         index, data = entry["index"], entry["data"]
-        event_id = str(data.pop("event_id") or uuid.uuid4())
+        event_id = str(data.pop("event_id") or new_event_id())
         token = context.bind(_request_context(data))
         try:
             item = make_item(data.pop("event_key"), data.pop("severity"), data.pop("actor_admin_id"),

@@ -59,11 +59,13 @@ class Durability:
         if not self.appendonly:
             return ("a 202 means the trace is in Redis's memory only (appendonly no): a restart "
                     "of Redis loses every trace not yet written; set appendonly yes")
-        window = {"always": "nothing", "everysec": "up to the last second of",
-                  "no": "whatever the OS had not flushed of"}.get(self.appendfsync, "some of")
+        loss = {"always": "loses nothing it accepted",
+                "everysec": "loses up to the last second of what it accepted",
+                "no": "loses what the OS had not yet written to disk"}.get(
+                    self.appendfsync, "may lose the last traces it accepted")
         return (f"a 202 means the trace is in Redis's append-only file (appendfsync "
-                f"{self.appendfsync}): a crash of Redis loses {window} the traces accepted "
-                "before it, and a failover loses what the replica had not received")
+                f"{self.appendfsync}): a crash of Redis {loss}, and a failover loses what the "
+                "replica had not received")
 
     def problems(self) -> list[str]:
         """Settings under which accepted traces can be lost without a crash."""
