@@ -225,38 +225,39 @@ def _guard(facts: ReportFacts, deltas: dict[str, int] | None,
     return out
 
 
+def _prefixed(deltas: dict[str, int], prefix: str) -> dict[str, int]:
+    """The counters named ``<prefix><reason>``, by reason."""
+    return {name.removeprefix(prefix): count for name, count in deltas.items() if name.startswith(prefix)}
+
+
+def _losses_check(check: str, by_reason: dict[str, int], what: str) -> dict[str, str]:
+    """``pass`` when nothing was lost, else ``warn`` with the count and its reasons."""
+    total = sum(by_reason.values())
+    reasons = f" ({', '.join(f'{k}: {v}' for k, v in by_reason.items() if v)})" if total else ""
+    return _check(check, "pass" if total == 0 else "warn", f"{total} trace(s) {what} in the period{reasons}")
+
+
 def _loss(deltas: dict[str, int] | None, checks: list[dict[str, str]]) -> dict[str, Any] | None:
     if deltas is None:
         checks.append(_check("loss.writer_drops", "not_checked", "no counters were read"))
         return None
-    writer_drops = {name.removeprefix("writer.dropped."): count
-                    for name, count in deltas.items() if name.startswith("writer.dropped.")}
-    ingest_refused = {name.removeprefix("ingest.rejected."): count
-                      for name, count in deltas.items() if name.startswith("ingest.rejected.")}
-    dropped = sum(writer_drops.values())
-    checks.append(_check(
-        "loss.writer_drops", "pass" if dropped == 0 else "warn",
-        f"{dropped} trace(s) dropped by writers in the period"
-        + (f" ({', '.join(f'{k}: {v}' for k, v in writer_drops.items() if v)})" if dropped else "")))
+    writer_drops = _prefixed(deltas, "writer.dropped.")
+    checks.append(_losses_check("loss.writer_drops", writer_drops, "dropped by writers"))
     loss: dict[str, Any] = {
         "writer": {"submitted": deltas.get("writer.submitted", 0), "written": deltas.get("writer.written", 0),
-                   "dropped": dropped, "dropped_by_reason": writer_drops},
+                   "dropped": sum(writer_drops.values()), "dropped_by_reason": writer_drops},
         "ingest": {"received": deltas.get("ingest.received", 0), "accepted": deltas.get("ingest.accepted", 0),
-                   "refused_by_reason": ingest_refused},
+                   "refused_by_reason": _prefixed(deltas, "ingest.rejected.")},
     }
     if any(name.startswith("queue.") for name in deltas):
         # The durable path's consumers: traces they parked in the dead-letter stream were
         # accepted (202) and are not in the table: a loss to look at, though not a lost trace.
-        dead = {name.removeprefix("queue.dead."): count
-                for name, count in deltas.items() if name.startswith("queue.dead.")}
-        parked = sum(dead.values())
-        checks.append(_check(
-            "loss.queue_dead_letters", "pass" if parked == 0 else "warn",
-            f"{parked} trace(s) moved to the queue's dead-letter stream in the period"
-            + (f" ({', '.join(f'{k}: {v}' for k, v in dead.items() if v)})" if parked else "")))
+        dead = _prefixed(deltas, "queue.dead.")
+        checks.append(_losses_check("loss.queue_dead_letters", dead,
+                                    "moved to the queue's dead-letter stream"))
         loss["queue"] = {"written": deltas.get("queue.written", 0),
                          "duplicates": deltas.get("queue.duplicates", 0),
-                         "dead_letters": parked, "dead_letters_by_reason": dead}
+                         "dead_letters": sum(dead.values()), "dead_letters_by_reason": dead}
     return loss
 
 
