@@ -8,6 +8,7 @@ Every test gets its own database, created and dropped around it.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 import trace_service.writer as writer_module
 from governance.masking import Masker
+from tests.support.redis_server import REDIS_SERVER, RedisServer
 from tests.support.sql_modes import global_sql_mode
 from trace_service import migrate
 from trace_service.config import DatabaseURL
@@ -117,3 +119,16 @@ def make_writer(database_url: str) -> Iterator[Callable[..., TraceWriter]]:
     for writer in writers:
         writer.strict = False  # teardown must not mask the test's own failure
         writer.close(timeout=2)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own: a free port, its append-only file under ``tmp_path``,
+    stopped by pid (the queue's tests and its reliability tests)."""
+    if shutil.which(REDIS_SERVER) is None:
+        pytest.fail(f"{REDIS_SERVER} not found: apt-get install -y redis-server (.ci/run does this)")
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory).start()
+    yield server
+    server.stop()

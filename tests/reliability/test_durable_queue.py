@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,15 +66,6 @@ class Consumers:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         return {name: process.wait(30) for name, process in self.processes.items()}
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = RedisServer(directory).start()
-    yield server
-    server.stop()
 
 
 def drained(redis_server: RedisServer, timeout: float) -> bool:
