@@ -293,10 +293,11 @@ class Consumer:
         self.counts.written += written
         self.counts.duplicates += duplicates
 
-    def _ack(self, ids: list[bytes]) -> None:
-        """Acknowledge and delete, together: the stream's length stays the backlog."""
+    def _ack(self, ids: list[bytes], pipe: Any = None) -> None:
+        """Acknowledge and delete, together: the stream's length stays the backlog. ``pipe``,
+        when given, is a MULTI already holding what must happen with them."""
         s = self.settings
-        pipe = self.client.pipeline(transaction=True)
+        pipe = pipe if pipe is not None else self.client.pipeline(transaction=True)
         pipe.xack(s.stream, s.group, *ids)
         pipe.xdel(s.stream, *ids)
         pipe.execute()
@@ -310,10 +311,7 @@ class Consumer:
             pipe.xadd(dead_stream(s.stream), {FIELD: fields.get(FIELD, b""), b"id": entry_id,
                                               b"reason": reason, b"error": error[:500],
                                               b"consumer": s.name})
-        ids = [entry_id for entry_id, _ in entries]
-        pipe.xack(s.stream, s.group, *ids)
-        pipe.xdel(s.stream, *ids)
-        pipe.execute()
+        self._ack([entry_id for entry_id, _ in entries], pipe)
         self.counts.dead[reason] += len(entries)
         logger.error("%d trace(s) moved to %s (%s): %s", len(entries), dead_stream(s.stream),
                      reason, error[:200])

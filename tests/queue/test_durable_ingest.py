@@ -125,7 +125,11 @@ def test_a_consumer_killed_between_commit_and_ack_doubles_nothing(
         queued: Ingest, redis_server: RedisServer) -> None:
     queued.post([{"event_key": f"k.{i}"} for i in range(10)])
     dying = consumer_for(queued, redis_server, name="dies")
-    dying._ack = lambda ids: (_ for _ in ()).throw(SystemExit("killed after the commit"))  # type: ignore[method-assign]
+
+    def killed(ids: list[bytes], pipe: Any = None) -> None:
+        raise SystemExit("killed after the commit")
+
+    dying._ack = killed  # type: ignore[method-assign]
     with pytest.raises(SystemExit):
         dying.step()
     assert len(stored(queued)) == 10  # committed, never acknowledged
