@@ -94,10 +94,11 @@ class ServiceCommands(AppGroup):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command: click.Command | None = super().get_command(ctx, cmd_name)
-        entry = _entry_points().get(cmd_name)
-        if command is None and entry is not None:
-            command = entry.load()
-            self.add_command(command, cmd_name)
+        if command is None:  # not loaded yet: read the installed metadata only then
+            entry = _entry_points().get(cmd_name)
+            if entry is not None:
+                command = entry.load()
+                self.add_command(command, cmd_name)
         return command
 
 
