@@ -29,9 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import pymysql  # noqa: E402
 
-from bench.scratch_db import scratch_database  # noqa: E402
+from bench.scratch_db import connect, executemany_rate, scratch_database  # noqa: E402
 from jobs.queue_consumer import Consumer, QueueSettings  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from trace_service import migrate  # noqa: E402
@@ -91,7 +90,7 @@ def drain(url: str, server: RedisServer, consumers: int, batch: int) -> float:
 
 
 def truncate(database: str) -> None:
-    conn = pymysql.connect(host="127.0.0.1", user="root", database=database)
+    conn = connect(database)
     with conn.cursor() as cur:
         cur.execute("TRUNCATE TABLE telemetry_traces")
         cur.execute("DELETE FROM trace_ingest_events")
@@ -100,7 +99,7 @@ def truncate(database: str) -> None:
 
 
 def count(database: str) -> int:
-    conn = pymysql.connect(host="127.0.0.1", user="root", database=database)
+    conn = connect(database)
     with conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM telemetry_traces")
         (rows,) = cur.fetchone()
@@ -113,17 +112,7 @@ def raw(url: str, database: str, rows: int, batch: int) -> float:
     layout = table_layout(engine)
     row, _ = build_row(item(None), layout, TimestampFormatter("UTC"))
     engine.dispose()
-    statement = insert_sql(layout, "format")
-    conn = pymysql.connect(host="127.0.0.1", user="root", database=database)
-    data = [row] * rows
-    start = time.perf_counter()
-    with conn.cursor() as cur:
-        for i in range(0, rows, batch):
-            cur.executemany(statement, data[i:i + batch])
-            conn.commit()
-    seconds = time.perf_counter() - start
-    conn.close()
-    return rows / seconds
+    return executemany_rate(database, insert_sql(layout, "format"), [row] * rows, batch)
 
 
 def main() -> None:

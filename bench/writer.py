@@ -31,11 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pymysql
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scratch_db import scratch_database
+from bench.scratch_db import connect, executemany_rate, scratch_database
 from trace_service import migrate
 from trace_service.config import DatabaseURL, WriterConfig
 from trace_service.db import create_engine
@@ -61,10 +59,6 @@ INSERT = (
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def connect(database: str) -> pymysql.connections.Connection:
-    return pymysql.connect(host="127.0.0.1", user="root", database=database, charset="utf8mb4")
 
 
 def truncate(database: str) -> None:
@@ -191,15 +185,7 @@ def throughput(url: str, database: str, rows: int, rounds: int, batch: int) -> N
     probe.close(1)
     raw_rates, our_rates = [], []
     for _ in range(rounds):
-        conn = connect(database)
-        data = [row] * rows
-        start = time.perf_counter()
-        with conn.cursor() as cur:
-            for i in range(0, rows, batch):
-                cur.executemany(INSERT, data[i:i + batch])
-                conn.commit()
-        raw_rates.append(rows / (time.perf_counter() - start))
-        conn.close()
+        raw_rates.append(executemany_rate(database, INSERT, [row] * rows, batch))
         truncate(database)
 
         config = WriterConfig(database_url=DatabaseURL(url), queue_size=rows + 1, batch_size=batch,
