@@ -35,6 +35,7 @@ from jobs.queue_consumer import Consumer, QueueSettings  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from trace_service import migrate  # noqa: E402
 from trace_service.db import create_engine, table_layout  # noqa: E402
+from trace_service.php_json import encode_metadata  # noqa: E402
 from trace_service.queue import TraceItem  # noqa: E402
 from trace_service.sink import TraceSink, build_row, insert_sql  # noqa: E402
 from trace_service.stream_entry import FIELD, encode_entry, new_event_id  # noqa: E402
@@ -57,7 +58,7 @@ def fill(server: RedisServer, rows: int) -> None:
     for start in range(0, rows, 1000):
         pipe = client.pipeline(transaction=False)
         for _ in range(min(1000, rows - start)):
-            pipe.xadd(STREAM, {FIELD: encode_entry(item(new_event_id()), METADATA)})
+            pipe.xadd(STREAM, {FIELD: encode_entry(item(new_event_id()), encode_metadata(METADATA))})
         pipe.execute()
 
 

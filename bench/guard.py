@@ -26,7 +26,8 @@ import sqlalchemy as sa
 from governance.audit_guard import AuditGuard, install
 from governance.errors import AuditWriteForbidden
 from trace_service.layout import LAYOUT_A
-from trace_service.sink import insert_prefix, insert_sql, mysql_statements
+from trace_service.sink import insert_prefix, insert_sql
+from trace_service.sql_literals import mysql_statements
 
 ROW = ("auth.login.attempt", "info", 7, "10.0.0.1", "Mozilla/5.0", "admins.list",
        "3f2504e0-4f89-41d3-9a0c-0305e82c3301",

@@ -36,7 +36,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from governance.errors import MetadataError
 from governance.php import php_key, plain_scalar
@@ -48,6 +48,18 @@ _ascii: Callable[[str], str] = encode_basestring_ascii
 _DEL_ESCAPE = re.compile(r"((?<!\\)(?:\\\\)*)\\u007f")
 
 Frozen = dict[str, Any] | list[Any] | str | int | float | bool | None
+
+
+class EncodedMetadata(NamedTuple):
+    """Metadata already masked and encoded to the text PHP stores (``text`` None: SQL NULL).
+
+    What an entry of the durable ingest path holds (``trace_service.stream_entry``): the endpoint
+    masks and encodes each trace once, so the queue's consumers only write (bench/consume.py).
+    ``build_row`` stores the text as it is and does not mask it again, so only code that masked
+    the value before encoding it makes one.
+    """
+
+    text: str | None
 
 
 def snapshot(metadata: Any) -> bytes | Frozen:

@@ -29,7 +29,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from trace_service.php_json import Frozen
+from trace_service.php_json import EncodedMetadata, Frozen
 
 
 class DropReason(StrEnum):
@@ -71,7 +71,8 @@ class TraceItem(NamedTuple):
     user_agent: str | None
     route_name: str | None
     request_id: str | None
-    metadata: bytes | Frozen  # a php_json.snapshot()
+    # A php_json.snapshot(), or (the durable path) the masked, encoded text.
+    metadata: bytes | Frozen | EncodedMetadata
     when: int | datetime  # epoch nanoseconds, or the caller's occurred_at
     event_id: str | None = None  # canonical UUID text: stored at most once within the window
 

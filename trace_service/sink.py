@@ -31,8 +31,9 @@ from governance.masking import Masker
 from trace_service import db, idempotency
 from trace_service.errors import LayoutError, SinkUnavailable, TraceInputError
 from trace_service.layout import TABLE_NAME, Layout
-from trace_service.php_json import encode_metadata, thaw
+from trace_service.php_json import EncodedMetadata, encode_metadata, thaw
 from trace_service.queue import DropReason, TraceItem, WriteResult
+from trace_service.sql_literals import mysql_statements
 from trace_service.sql_modes import backslash_escapes_off
 from trace_service.values import TimestampFormatter, normalise_severity, truncate
 
@@ -60,12 +61,17 @@ def build_row(
         actor: tuple[Any, ...] = (item.actor_admin_id,)
     else:
         actor = ("admin" if item.actor_admin_id is not None else "system", item.actor_admin_id)
-    metadata = thaw(item.metadata)
-    if masker is not None and metadata is not None:
-        try:
-            metadata = masker.mask(metadata, owned=True)  # thaw() made it ours
-        except Exception as exc:  # fail closed, whatever went wrong
-            raise MaskingError(f"masking failed: {type(exc).__name__}") from exc
+    snap = item.metadata
+    if isinstance(snap, EncodedMetadata):
+        encoded = snap.text  # masked and encoded before it was queued (the durable path)
+    else:
+        metadata = thaw(snap)
+        if masker is not None and metadata is not None:
+            try:
+                metadata = masker.mask(metadata, owned=True)  # thaw() made it ours
+            except Exception as exc:  # fail closed, whatever went wrong
+                raise MaskingError(f"masking failed: {type(exc).__name__}") from exc
+        encoded = encode_metadata(metadata)
     row = (
         item.event_key,
         severity,
@@ -74,7 +80,7 @@ def build_row(
         truncate(item.user_agent, limits["user_agent"]),
         truncate(item.route_name, limits["route_name"]),
         truncate(item.request_id, limits["request_id"]),
-        encode_metadata(metadata),
+        encoded,
         stamp,
     )
     return row, known
@@ -89,92 +95,6 @@ def insert_sql(layout: Layout, paramstyle: str, table: str = TABLE_NAME) -> str:
     """The INSERT statement for one row of ``layout`` in the driver's parameter style."""
     marker = "?" if paramstyle == "qmark" else "%s"
     return insert_prefix(layout, table) + "(" + ", ".join(marker for _ in layout.insert_columns) + ")"
-
-
-# PyMySQL's own executemany() splits its multi-row statements at this many bytes.
-MAX_STATEMENT_CHARS = 1_000_000
-
-
-def escape(text: str) -> str:
-    """PyMySQL's ``escape_string``, as chained C-level replaces (backslash first).
-
-    Same mapping as PyMySQL's table (a property test checks it); ``str.translate`` with that
-    table looks every character up one by one and was 4x slower on metadata-sized strings.
-    Right only where backslashes escape (see :func:`_row_literal_no_backslash`).
-    """
-    return (
-        text.replace("\\", "\\\\").replace("\0", "\\0").replace("\n", "\\n")
-        .replace("\r", "\\r").replace("\032", "\\Z").replace('"', '\\"').replace("'", "\\'")
-    )
-
-
-def _row_literal(row: tuple[Any, ...]) -> str:
-    """``(v1,v2,...)`` for one row: NULL, integers, and strings quoted and escaped (escaping is
-    skipped when nothing needs it: \\0 \\n \\r \\032 are not printable). Inlined: it runs for
-    every value of every row.
-
-    Hot path, hand-built SQL (the writer's throughput in bench/writer.py): literal rows folded
-    into one multi-row INSERT, as PyMySQL's executemany does, without its per-row format pass.
-    ``int.__repr__`` skips the ``str()`` dispatch (``repr`` of an int subclass such as a bool
-    would differ, but ``type(value) is int`` admits none). Safe in every sql_mode: the session's
-    mode is fixed by trace_service.sql_modes, and the NO_BACKSLASH_ESCAPES twin below takes
-    over where it is on; property tests hold both equal to PyMySQL's own escaping."""
-    parts = []
-    for value in row:
-        if value is None:
-            parts.append("NULL")
-        elif type(value) is int:
-            parts.append(int.__repr__(value))
-        elif value.isprintable() and "'" not in value and '"' not in value and "\\" not in value:
-            parts.append("'" + value + "'")
-        else:
-            parts.append("'" + escape(value) + "'")
-    return "(" + ",".join(parts) + ")"
-
-
-def _row_literal_no_backslash(row: tuple[Any, ...]) -> str:
-    """:func:`_row_literal` for a session with ``NO_BACKSLASH_ESCAPES``: there only ``'`` ends a
-    literal, and every other character (NUL, ``\\``, newline) stands for itself (PyMySQL's
-    ``Connection._escape_string`` in that mode: ``'`` doubled, nothing else). A twin of
-    :func:`_row_literal` on purpose: one function testing the mode per value would tax every
-    value of every row on the common path (bench/writer.py)."""
-    parts = []
-    for value in row:
-        if value is None:
-            parts.append("NULL")
-        elif type(value) is int:
-            parts.append(int.__repr__(value))
-        elif "'" not in value:
-            parts.append("'" + value + "'")
-        else:
-            parts.append("'" + value.replace("'", "''") + "'")
-    return "(" + ",".join(parts) + ")"
-
-
-def mysql_statements(
-    prefix: str, rows: list[tuple[Any, ...]], *, backslash_escapes: bool = True
-) -> list[str]:
-    """Multi-row INSERT statements for ``rows``, each under :data:`MAX_STATEMENT_CHARS`.
-
-    What PyMySQL's ``executemany`` builds, with the same escaping, minus its per-value type
-    dispatch: build_row yields only str, int and None, and escaping was about half of the
-    writer thread's time (bench/writer.py). ``backslash_escapes`` must say how the session that
-    runs them reads ``\\`` (False under ``NO_BACKSLASH_ESCAPES``), as PyMySQL's own escaping does.
-    """
-    literal = _row_literal if backslash_escapes else _row_literal_no_backslash
-    statements = []
-    chunk: list[str] = []
-    size = len(prefix)
-    for row in rows:
-        values = literal(row)
-        if chunk and size + len(values) + 1 > MAX_STATEMENT_CHARS:
-            statements.append(prefix + ",".join(chunk))
-            chunk, size = [], len(prefix)
-        chunk.append(values)
-        size += len(values) + 1
-    if chunk:
-        statements.append(prefix + ",".join(chunk))
-    return statements
 
 
 def describe(exc: BaseException) -> str:

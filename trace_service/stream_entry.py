@@ -2,14 +2,16 @@
 
 The durable ingest path (``TRACE_QUEUE_URL``) appends each accepted trace to a Redis stream; the
 consumers (``flask queue consume``) read them back and write them with the same sink as the
-writer. The entry holds the trace after validation and masking: its metadata is the masked value
-(so no secret reaches Redis's memory or its append-only file), and its ``event_id`` is always set
+writer. The entry holds the trace after validation and masking: its metadata is masked (so
+no secret reaches Redis's memory or its append-only file), and its ``event_id`` is always set
 (the endpoint assigns one when the client sent none), so that a redelivered entry is a duplicate
 in the table's transaction, never a second row.
 
-The format is versioned JSON (``v``), one field (``t``) per entry: JSON because the masked
-metadata is plain JSON data by construction, and a round trip through ``json`` gives back the
-same ints, floats (shortest repr), strings (lone surrogates escaped) and containers.
+The format is versioned JSON (``v``), one field (``t``) per entry. Version 2 holds the metadata
+as the text PHP stores (``M``: masked, then encoded by ``php_json`` at the endpoint), so the
+consumers do not decode, mask or encode it again; version 1 (``m``: the masked value as JSON
+data) is still read, for entries queued before an upgrade. JSON round-trips the other fields
+exactly: ints, strings (lone surrogates escaped) and the time.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from datetime import datetime
 from typing import Any
 
 from governance.errors import TraceInputError
+from trace_service.php_json import EncodedMetadata
 from trace_service.queue import TraceItem
 
-VERSION = 1
+VERSION = 2
 FIELD = b"t"
+_READABLE = (1, VERSION)
 _MS_BITS, _RANDOM_BITS = 48, 74
 
 
@@ -40,13 +44,14 @@ def new_event_id() -> str:
     return str(uuid.UUID(int=value))
 
 
-def encode_entry(item: TraceItem, masked_metadata: Any) -> bytes:
-    """The stream entry of ``item``, whose metadata is already masked (``masked_metadata``)."""
+def encode_entry(item: TraceItem, metadata_text: str | None) -> bytes:
+    """The stream entry of ``item``, whose metadata is ``metadata_text``: already masked and
+    encoded (``php_json.encode_metadata``; None for no metadata)."""
     when = item.when
     body: dict[str, Any] = {
         "v": VERSION, "k": item.event_key, "s": item.severity, "a": item.actor_admin_id,
         "ip": item.ip_address, "ua": item.user_agent, "r": item.route_name, "q": item.request_id,
-        "m": masked_metadata, "e": item.event_id,
+        "M": metadata_text, "e": item.event_id,
     }
     if isinstance(when, datetime):
         body["d"] = when.isoformat()
@@ -57,19 +62,30 @@ def encode_entry(item: TraceItem, masked_metadata: Any) -> bytes:
 
 def decode_entry(data: bytes) -> TraceItem:
     """The trace an entry holds; :class:`TraceInputError` naming what is wrong when it is not an
-    entry of this format (the consumer parks such an entry in the dead-letter stream)."""
+    entry of this format (the consumer parks such an entry in the dead-letter stream).
+
+    The metadata comes back as :class:`EncodedMetadata` (version 2), or as the masked value for
+    the sink to encode (version 1)."""
     try:
         body = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TraceInputError(f"not a trace entry: {type(exc).__name__}") from None
-    if not isinstance(body, dict) or body.get("v") != VERSION:
-        raise TraceInputError(f"not a version {VERSION} trace entry")
+    version = body.get("v") if isinstance(body, dict) else None
+    if version not in _READABLE:
+        raise TraceInputError(f"not a version {' or '.join(map(str, _READABLE))} trace entry")
     try:
         when: int | datetime = datetime.fromisoformat(body["d"]) if "d" in body else int(body["n"])
         key = body["k"]
         if type(key) is not str:
             raise TypeError("k")
+        if version == 1:
+            metadata: Any = body["m"]
+        else:
+            text = body["M"]
+            if text is not None and type(text) is not str:
+                raise TypeError("M")
+            metadata = EncodedMetadata(text)
         return TraceItem(key, body["s"], body["a"], body["ip"], body["ua"], body["r"], body["q"],
-                         body["m"], when, body["e"])
+                         metadata, when, body["e"])
     except (KeyError, TypeError, ValueError) as exc:
         raise TraceInputError(f"a trace entry without a valid {exc}") from None

@@ -23,6 +23,7 @@ from tests.trace_service.http.test_ingest import Ingest, make_ingest
 from trace_service.breaker import CircuitBreaker
 from trace_service.db import create_engine
 from trace_service.http.stream import dead_stream, queue_status
+from trace_service.php_json import EncodedMetadata
 from trace_service.reader import StoredTrace, read_traces
 from trace_service.sink import TraceSink
 from trace_service.stream_entry import FIELD, decode_entry
@@ -74,7 +75,8 @@ def test_a_202_means_redis_holds_the_masked_trace_with_an_event_id(
     assert uuid.UUID(event_id)
     ((_entry_id, fields),) = redis_server.client().xrange(STREAM)
     item = decode_entry(fields[FIELD])
-    metadata: Any = item.metadata
+    assert isinstance(item.metadata, EncodedMetadata) and item.metadata.text is not None
+    metadata: Any = json.loads(item.metadata.text)  # the text PHP stores, encoded at ingest
     assert (item.event_key, item.event_id, metadata["note"]) == ("stream.one", event_id, "ok")
     assert metadata["password"] == "[masked]"
     assert b"hunter22" not in fields[FIELD]

@@ -3,6 +3,7 @@ this format is refused with a reason; assigned event ids are time-ordered UUIDs 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -13,8 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from governance.errors import TraceInputError
+from trace_service.layout import LAYOUT_A
+from trace_service.php_json import EncodedMetadata, encode_metadata
 from trace_service.queue import TraceItem
+from trace_service.sink import build_row
 from trace_service.stream_entry import decode_entry, encode_entry, new_event_id
+from trace_service.values import TimestampFormatter
 
 # What the masker returns: dicts with string keys, lists, strings (lone surrogates included:
 # json escapes them), ints of any size, finite floats, booleans and None.
@@ -33,12 +38,27 @@ JSON = st.recursive(
 def test_an_entry_gives_back_the_trace_it_was_made_of(metadata: Any, when: Any, key: str, severity: Any,
                                                        actor: int | None, text: str | None) -> None:
     item = TraceItem(key, severity, actor, text, text, text, text, None, when, new_event_id())
-    back = decode_entry(encode_entry(item, metadata))
+    encoded = encode_metadata(metadata)
+    back = decode_entry(encode_entry(item, encoded))
     assert back._replace(metadata=None) == item
-    assert back.metadata == metadata
+    assert back.metadata == EncodedMetadata(encoded)
+
+
+@given(metadata=st.dictionaries(st.text(), JSON, min_size=1, max_size=5))
+def test_a_version_1_entry_queued_before_an_upgrade_is_still_read_and_stored_alike(metadata: Any) -> None:
+    """A v1 entry held the masked value; the sink encodes it into the same row as a v2 entry's."""
+    item = TraceItem("k", "info", 7, None, None, None, "req", None, 1_700_000_000_000_000_000,
+                     new_event_id())
+    v2 = encode_entry(item, encode_metadata(metadata))
+    body = json.loads(v2)
+    del body["M"]
+    v1 = json.dumps({**body, "v": 1, "m": metadata}).encode()
+    layout, zone = LAYOUT_A, TimestampFormatter("UTC")
+    assert build_row(decode_entry(v1), layout, zone) == build_row(decode_entry(v2), layout, zone)
 
 
 @pytest.mark.parametrize("data", [b"", b"{not json", b"[]", b'{"v": 2}', b'{"v": 1}',
+                                  b'{"v": 3, "k": "x", "n": 1}', b'{"v": 2, "k": "x", "n": 1, "M": 5}',
                                   b'{"v": 1, "k": 5, "n": 1}', b'{"v": 1, "k": "x", "n": "soon"}',
                                   b"{\"v\": 1, \"k\": \"\\ud800\"}" + b"\xff"])
 def test_what_is_not_an_entry_is_refused_with_a_reason(data: bytes) -> None:

@@ -11,7 +11,7 @@ from pymysql.converters import escape_string
 from sqlalchemy.engine import Engine
 
 from trace_service.reader import read_traces
-from trace_service.sink import MAX_STATEMENT_CHARS, _row_literal, escape, mysql_statements
+from trace_service.sql_literals import MAX_STATEMENT_CHARS, escape, mysql_statements, row_literal
 from trace_service.writer import TraceWriter
 
 HOSTILE = ["100%", "%s", "%(x)s", "it's", 'say "hi"', "back\\slash", "nul\x00byte", "line\nbreak",
@@ -25,12 +25,12 @@ def test_escape_is_pymysqls_escape_string(text: str) -> None:
 
 @given(st.text())
 def test_literal_fast_path_agrees_with_escaping(text: str) -> None:
-    assert _row_literal((text,)) == "('" + escape_string(text) + "')"
+    assert row_literal((text,)) == "('" + escape_string(text) + "')"
 
 
 @pytest.mark.parametrize(("value", "literal"), [(None, "NULL"), (7, "7"), (-3, "-3"), ("a", "'a'")])
 def test_literals_by_type(value: object, literal: str) -> None:
-    assert _row_literal((value, value)) == f"({literal},{literal})"
+    assert row_literal((value, value)) == f"({literal},{literal})"
 
 
 def test_statements_split_below_the_size_limit() -> None:

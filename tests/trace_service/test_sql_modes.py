@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any
 
 import pymysql
@@ -18,13 +19,13 @@ from sqlalchemy.engine import Engine
 from tests.support.audit_table import plant_audit_logs
 from tests.support.sql_modes import HOSTILE, MODES, PRINTABLE_HOSTILE, session_mode, snapshot
 from tests.trace_service.http.test_ingest import make_ingest
-from trace_service import migrate
+from trace_service import idempotency, migrate
 from trace_service.config import DatabaseURL
 from trace_service.db import create_engine
 from trace_service.http.config import TestingConfig
 from trace_service.php_json import encode_metadata
 from trace_service.reader import StoredTrace, read_traces
-from trace_service.sink import _row_literal, _row_literal_no_backslash, mysql_statements
+from trace_service.sql_literals import mysql_statements, row_literal, row_literal_no_backslash
 from trace_service.sql_modes import (
     NO_BACKSLASH_ESCAPES_FLAG,
     PARSE_CHANGING_MODES,
@@ -95,7 +96,7 @@ def _pymysql(no_backslash_escapes: bool) -> pymysql.connections.Connection:
 
 @given(TEXT, TEXT)
 def test_literals_are_pymysqls_own_in_both_modes(first: str, second: str) -> None:
-    for off, literal in [(False, _row_literal), (True, _row_literal_no_backslash)]:
+    for off, literal in [(False, row_literal), (True, row_literal_no_backslash)]:
         conn = _pymysql(off)
         assert backslash_escapes_off(conn) is off
         assert literal((first, None, 7, second)) == f"({conn.escape(first)},NULL,7,{conn.escape(second)})"
@@ -219,3 +220,29 @@ def test_ingest_stores_hostile_text_byte_for_byte(
     assert stats.dropped == 0, stats.dropped_by_reason
     assert [(r.user_agent, r.route_name, r.metadata_text) for r in stored] == [
         (item["user_agent"], item["route_name"], encode_metadata(item["metadata"])) for item in body]
+
+
+@pytest.mark.parametrize("mode", ["STRICT_ALL_TABLES", "STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES"])
+def test_a_batch_claim_of_hostile_event_ids_is_stored_verbatim(scene: Engine, mariadb_url: str,
+                                                               mode: str) -> None:
+    """The batch claim is literal SQL: an id from a forged stream entry holding quotes or
+    backslashes is stored as it is (and then found as a duplicate), in either backslash mode."""
+    foreign = sa.create_engine(mariadb_url)
+
+    @sa.event.listens_for(foreign, "connect")
+    def _mode(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET SESSION sql_mode = '{mode}'")
+
+    ids = sorted({text[:36] for text in PRINTABLE_HOSTILE if text} | {str(uuid.uuid4())})
+    now = datetime(2030, 1, 1)
+    try:
+        with foreign.begin() as conn:
+            assert idempotency.claim(conn, ids, 3600, now) == set(ids)
+        with foreign.begin() as conn:
+            assert idempotency.claim(conn, ids, 3600, now) == set()
+        with scene.connect() as conn:
+            stored = conn.execute(sa.text("SELECT event_id FROM trace_ingest_events")).scalars()
+            assert sorted(stored) == ids
+    finally:
+        foreign.dispose()

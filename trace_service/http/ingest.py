@@ -41,7 +41,7 @@ from trace_service.http.rate_limits import RateLimits
 from trace_service.http.stream import TraceStream
 from trace_service.idempotency import stored_ids
 from trace_service.log_throttle import ThrottledLogger
-from trace_service.php_json import thaw
+from trace_service.php_json import encode_metadata
 from trace_service.stream_entry import encode_entry, new_event_id
 from trace_service.writer import TraceWriter, make_item
 
@@ -178,12 +178,14 @@ def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]]) -> tuple[li
         event_id = str(data.pop("event_id") or new_event_id())
         token = context.bind(_request_context(data))
         try:
+            metadata = data.pop("metadata")
             item = make_item(data.pop("event_key"), data.pop("severity"), data.pop("actor_admin_id"),
-                             data.pop("metadata"), data.pop("route_name"), data.pop("request_id"),
+                             None, data.pop("route_name"), data.pop("request_id"),
                              None, None, data.pop("occurred_at"), event_id)
-            metadata = thaw(item.metadata)
+            # Parsed from this request's body, so ours to mask in place; encoded here, once,
+            # so that the consumers only write.
             masked = None if metadata is None else writer.masker.mask(metadata, owned=True)
-            entries.append(encode_entry(item, masked))
+            entries.append(encode_entry(item, encode_metadata(masked)))
         except Exception as exc:  # the item is answered dropped, never stored unmasked
             logger.warning("ingest dropped an item it could not queue: %s", type(exc).__name__)
             results.append({"index": index, "status": "dropped", "event_id": event_id})
