@@ -91,6 +91,13 @@ def existing_file(raw: str) -> str:
     return raw
 
 
+def _absolute_path(raw: str) -> str:
+    if raw and not os.path.isabs(raw):
+        raise ValueError("an absolute path is required (the switch must not depend on the "
+                         "working directory)")
+    return raw
+
+
 def boolean(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -190,6 +197,14 @@ class WriterConfig(Settings):
     # How long a stored event_id makes a repeat a duplicate (the sink claims ids with their rows).
     idempotency_window: float = setting("TRACE_IDEMPOTENCY_SECONDS", ranged(float, 0, 30 * 86_400),
                                         86_400.0)
+
+    # Volume and consent controls (trace_service.controls): off for good, off while a file
+    # exists (looked at once per refresh), and sampling by event key (empty: the shipped
+    # policies/sampling.toml, which keeps everything).
+    enabled: bool = setting("TRACE_ENABLED", boolean, True)
+    kill_switch_file: str = setting("TRACE_KILL_SWITCH_FILE", _absolute_path, "")
+    controls_refresh: float = setting("TRACE_CONTROLS_REFRESH_SECONDS", ranged(float, 0.1, 3600), 5.0)
+    sampling_policy: str = setting("TRACE_SAMPLING_POLICY", existing_file, "")
 
     def check(self) -> None:
         """Refuse combinations that each value alone cannot show (run on every instance)."""

@@ -12,10 +12,11 @@ out counts them in the same locked step; what never enters the queue is counted 
 So at every instant::
 
     submitted = direct + taken + len(queue)
-    pending   = submitted - written - dropped - duplicates   (0 once everything settled)
+    pending   = submitted - written - dropped - duplicates - discarded   (0 once all settled)
 
 ``duplicates`` are items posted with an ``event_id`` that was already stored: neither written
-(again) nor lost.
+(again) nor lost. ``discarded`` are records deliberately not stored (sampled out, telemetry
+switched off; :class:`DiscardReason`), decided before they reach the queue: not lost either.
 """
 
 from __future__ import annotations
@@ -59,6 +60,21 @@ class DropReason(StrEnum):
 _ERRORS = frozenset({DropReason.DB_ERROR, DropReason.UNCONFIRMED, DropReason.INVALID,
                      DropReason.MASKING_ERROR, DropReason.GUARD_BLOCKED, DropReason.NO_THREAD,
                      DropReason.INTERNAL_ERROR})
+
+
+class DiscardReason(StrEnum):
+    """Why a trace was deliberately not stored. Not a loss: counted apart from the drops (in
+    ``stats()``, ``/metrics``, the persisted counters and the reports), so nobody mistakes
+    sampled volume for real volume, nor a switch turned off for an outage."""
+
+    SAMPLED_OUT = "sampled_out"  # the sampling policy kept another share of this event key
+    DISABLED = "disabled"  # telemetry is switched off (TRACE_ENABLED=0 or the kill-switch file)
+
+
+# Distinct event keys counted one by one under ``sampled_out``; the rest share OTHER_KEYS, so
+# a caller minting keys cannot grow the counters (or /metrics' label values) without bound.
+MAX_SAMPLED_KEYS = 200
+OTHER_KEYS = "(other)"
 
 
 class TraceItem(NamedTuple):
@@ -121,6 +137,8 @@ class Tally:
     unknown_severity: int
     last_error: str | None
     duplicates: int
+    discarded_by_reason: dict[str, int]  # every DiscardReason by its value: not losses
+    sampled_out_by_key: dict[str, int]  # event key (at most MAX_SAMPLED_KEYS, then OTHER_KEYS)
 
 
 class TraceQueue:
@@ -136,6 +154,8 @@ class TraceQueue:
         self._written = 0
         self._dropped: Counter[DropReason] = Counter()
         self._duplicates = 0
+        self._discarded: Counter[DiscardReason] = Counter()
+        self._sampled_out: Counter[str] = Counter()
         self._unknown_severity = 0
         self._errors_reported = 0
         self.last_error: str | None = None
@@ -173,6 +193,16 @@ class TraceQueue:
             if error is not None:
                 self.last_error = error
 
+    def count_discarded(self, reason: DiscardReason, event_key: str) -> None:
+        """Count a submission deliberately not stored (never queued): not a loss."""
+        with self.lock:
+            self._direct += 1
+            self._discarded[reason] += 1
+            if reason is DiscardReason.SAMPLED_OUT:
+                sampled = self._sampled_out
+                sampled[event_key if event_key in sampled or len(sampled) < MAX_SAMPLED_KEYS
+                        else OTHER_KEYS] += 1
+
     def settle(self, result: WriteResult) -> None:
         """Fold one write's outcome into the counters and wake whoever waits for a drain."""
         with self._settled:
@@ -194,7 +224,8 @@ class TraceQueue:
 
     def _pending_locked(self) -> int:
         submitted = self._direct + self._taken + len(self._items)
-        return submitted - self._written - self._duplicates - sum(self._dropped.values())
+        return (submitted - self._written - self._duplicates - sum(self._dropped.values())
+                - sum(self._discarded.values()))
 
     def wait_settled(self, timeout: float, poke: Callable[[], Any], poll: float) -> bool:
         """Wait until nothing is pending, calling ``poke`` (wake the worker) as it goes."""
@@ -230,4 +261,6 @@ class TraceQueue:
                 unknown_severity=self._unknown_severity,
                 last_error=self.last_error,
                 duplicates=self._duplicates,
+                discarded_by_reason={reason.value: self._discarded[reason] for reason in DiscardReason},
+                sampled_out_by_key=dict(self._sampled_out),
             )

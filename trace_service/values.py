@@ -68,6 +68,18 @@ def normalise_severity(value: object, layout: Layout) -> tuple[str, bool]:
     return (hit, True) if hit is not None else (DEFAULT_SEVERITY, False)
 
 
+def canonical_severity(value: object) -> str:
+    """The PSR-3 name of a severity as a caller or PHP gave it (``"WARN"``, ``300``, ...);
+    ``info`` when unknown, as it would be stored."""
+    if type(value) is str:
+        hit = _CANONICAL.get(value) or _CANONICAL.get(value.strip().lower())
+    elif isinstance(value, int) and not isinstance(value, bool):
+        hit = _CANONICAL.get(str(value))
+    else:
+        hit = None
+    return hit or DEFAULT_SEVERITY
+
+
 class TimestampFormatter:
     """Epoch nanoseconds to ``YYYY-MM-DD HH:MM:SS.ffffff`` wall-clock text in one zone.
 

@@ -51,13 +51,15 @@ from sqlalchemy.engine import Engine
 from governance.hashing import Keyring
 from governance.masking import Masker
 from governance.masking_policy import load_masking_policy
+from governance.sampling import load_sampling_policy
 from trace_service import context
 from trace_service.config import DatabaseURL, WriterConfig
+from trace_service.controls import Gate, KillSwitch
 from trace_service.db import create_engine
 from trace_service.errors import TraceInputError, TraceWriteError
 from trace_service.log_throttle import ThrottledLogger
 from trace_service.php_json import snapshot
-from trace_service.queue import DropReason, Sink, Tally, TraceItem, TraceQueue
+from trace_service.queue import DiscardReason, DropReason, Sink, Tally, TraceItem, TraceQueue
 from trace_service.sink import TraceSink
 from trace_service.worker import Worker
 
@@ -93,6 +95,8 @@ class WriterStats(Tally):
         return {
             "submitted": self.submitted, "written": self.written, "dropped": self.dropped,
             "dropped_by_reason": dict(self.dropped_by_reason), "duplicates": self.duplicates,
+            "discarded_by_reason": dict(self.discarded_by_reason),
+            "sampled_out_by_key": dict(self.sampled_out_by_key),
             "pending": self.pending,
             "queue_depth": self.queue_depth, "unknown_severity": self.unknown_severity,
             "breaker": self.breaker, "mode": self.mode, "last_error": self.last_error,
@@ -129,6 +133,7 @@ class TraceWriter:
             sink = TraceSink(engine, self.config.table_timezone, self.masker,
                              self.config.idempotency_window)
         self.sink: Sink = sink
+        self.gate = gate_from_config(self.config)
         self._log = ThrottledLogger(logger, self.config.log_interval)
         self._reset_state()
         _register(self)
@@ -183,16 +188,37 @@ class TraceWriter:
         try:
             if self._closed:
                 return self._drop(DropReason.SHUTDOWN)
+            gate = self.gate
+            if gate.switch.off():  # before any work: switched off, a record costs nothing
+                self._queue.count_discarded(DiscardReason.DISABLED, event_key)
+                return False
             if not self._worker.accepting:
                 return self._drop(DropReason.CIRCUIT_OPEN)
             item = make_item(
                 event_key, severity, actor_admin_id, metadata, route_name, request_id,
                 ip_address, user_agent, occurred_at, event_id,
             )
+            if gate.sampling is not None and self.discard_reason(
+                    item.event_key, item.severity, item.request_id) is not None:
+                return False
         except TraceInputError as exc:
             return self._reject(str(exc))
         except Exception as exc:  # the contract is to swallow, counted
             return self._drop(DropReason.INTERNAL_ERROR, exc)
+        return self.submit(item)
+
+    def discard_reason(self, event_key: str, severity: object = "info",
+                       request_id: str | None = None) -> DiscardReason | None:
+        """Why a trace is not to be stored (the kill switch, sampling), counted as discarded;
+        None to store it. The endpoint asks this for each posted item, to answer ``discarded``:
+        the decision is the same when ``record()`` makes it again (per request id)."""
+        reason = self.gate.reason(event_key, severity, request_id)
+        if reason is not None:
+            self._queue.count_discarded(reason, event_key)
+        return reason
+
+    def submit(self, item: TraceItem) -> bool:
+        """Queue (or, inline, write) an item made by :func:`make_item`; True if accepted."""
         if self.mode == "inline":
             written = self._worker.write_now(item)
             if self.strict:
@@ -357,6 +383,14 @@ def masker_from_config(config: WriterConfig) -> Masker:
     """The masker for ``config``: its policy file (the shipped one by default) and, for email
     hashes, PHP's ``CRYPTO_KEYS``/``CRYPTO_ACTIVE_KEY_ID`` from the environment."""
     return Masker(load_masking_policy(config.masking_policy or None), Keyring.from_env())
+
+
+def gate_from_config(config: WriterConfig) -> Gate:
+    """The kill switch and the sampling policy of ``config`` (the shipped policy by default).
+    A policy file that is not valid raises :class:`~governance.errors.PolicyError` here, at
+    start, naming the file, the key and the fix, rather than sampling by a guess."""
+    return Gate(KillSwitch(config.enabled, config.kill_switch_file, config.controls_refresh),
+                load_sampling_policy(config.sampling_policy or None))
 
 
 def _as_event_id(value: object) -> str:

@@ -6,7 +6,8 @@ In-process counters die with the process. Every ``TRACE_COUNTERS_PERSIST_SECONDS
 (``instance`` = host:pid:start:random). ``governance.reports.counter_deltas`` turns them into a
 period's growth. It also writes once at interpreter exit, after the writer's final flush.
 
-Names: ``writer.submitted``, ``writer.written``, ``writer.dropped.<reason>``,
+Names: ``writer.submitted``, ``writer.written``, ``writer.dropped.<reason>``, and what is not a
+loss: ``writer.discarded.<reason>`` (sampled out, switched off), ``writer.sampled_out.<event key>``,
 ``ingest.received``, ``ingest.accepted``, ``ingest.rejected.<reason>``,
 ``guard.blocked.<table>``.
 
@@ -34,10 +35,12 @@ from governance.audit_guard import blocked_total
 from governance.reports import CounterSample
 from trace_service.http.metrics import IngestMetrics
 from trace_service.log_throttle import ThrottledLogger
+from trace_service.queue import OTHER_KEYS
 from trace_service.writer import TraceWriter
 
 logger = logging.getLogger("trace_service.http.counters")
 SNAPSHOTS_TABLE = "trace_counter_snapshots"
+NAME_CHARS = 128  # trace_counter_snapshots.name (migration 0004)
 snapshots = sa.table(SNAPSHOTS_TABLE, sa.column("instance", sa.String()), sa.column("name", sa.String()),
                      sa.column("value", sa.BigInteger()), sa.column("taken_at", sa.DateTime()))
 _persisters: weakref.WeakSet[CounterPersister] = weakref.WeakSet()
@@ -50,6 +53,14 @@ def service_counters(writer: TraceWriter, ingest: IngestMetrics | None = None) -
         ingest.publish()  # the persister's tick doubles as the metrics' (multiprocess mode)
     values = {"writer.submitted": stats.submitted, "writer.written": stats.written}
     values.update({f"writer.dropped.{reason}": count for reason, count in stats.dropped_by_reason.items()})
+    values.update({f"writer.discarded.{reason}": count
+                   for reason, count in stats.discarded_by_reason.items()})
+    for key, count in stats.sampled_out_by_key.items():
+        # A key too long for the name column is counted with the other keys, never cut (two
+        # cut keys would share one name and overwrite each other's cumulative value).
+        name = f"writer.sampled_out.{key}"
+        name = name if len(name) <= NAME_CHARS else f"writer.sampled_out.{OTHER_KEYS}"
+        values[name] = values.get(name, 0) + count
     if ingest is not None:
         for counter, name in ((ingest.received, "ingest.received"), (ingest.accepted, "ingest.accepted")):
             values[name] = sum(int(s.value) for m in counter.collect() for s in m.samples

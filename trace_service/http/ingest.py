@@ -8,7 +8,8 @@ masks it and stores it at most once per id (the id is remembered in the transact
 the row, so a trace that is lost after its ``202`` can be retried). Answers:
 
 ======  =======================================================================================
-202     per-item results (accepted / duplicate / rejected with field errors / dropped)
+202     per-item results (accepted / duplicate / rejected with field errors / dropped /
+        discarded: sampled out or telemetry switched off, ``trace_service.controls``)
 400     malformed body           401  no or unknown key        403  key without ``ingest``
 413     body or batch too large  415  unsupported type/encoding 422  nothing valid
 429     over the key's rate, or too many auth failures from the ip (``Retry-After``)
@@ -143,6 +144,20 @@ def _request_context(data: dict[str, Any]) -> context.RequestInfo:
     return context.RequestInfo(g.get("request_id"), ip, agent, None)
 
 
+def _discarded(writer: TraceWriter, index: int, data: dict[str, Any],
+               event_id: object) -> dict[str, Any] | None:
+    """The ``discarded`` result of an item the kill switch or sampling keeps out (counted as
+    such by the writer, the same decision ``record()`` makes), or None to store it."""
+    reason = writer.discard_reason(data["event_key"], data["severity"],
+                                   data["request_id"] or g.get("request_id"))
+    if reason is None:
+        return None
+    result: dict[str, Any] = {"index": index, "status": "discarded", "reason": str(reason)}
+    if event_id is not None:
+        result["event_id"] = str(event_id)
+    return result
+
+
 def _record_item(writer: TraceWriter, entry: dict[str, Any], committed: set[str],
                  window: float) -> dict[str, Any]:
     if "data" not in entry:
@@ -151,6 +166,9 @@ def _record_item(writer: TraceWriter, entry: dict[str, Any], committed: set[str]
     event_id = data.pop("event_id")
     if event_id is not None and str(event_id) in committed:
         return {"index": index, "status": "duplicate", "event_id": str(event_id)}
+    discarded = _discarded(writer, index, data, event_id)
+    if discarded is not None:
+        return discarded
     token = context.bind(_request_context(data))
     try:
         stored = writer.record(data.pop("event_key"),
@@ -175,6 +193,10 @@ def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]]) -> tuple[li
             results.append(entry)
             continue
         index, data = entry["index"], entry["data"]
+        discarded = _discarded(writer, index, data, data["event_id"])
+        if discarded is not None:
+            results.append(discarded)
+            continue
         event_id = str(data.pop("event_id") or new_event_id())
         token = context.bind(_request_context(data))
         try:
@@ -211,7 +233,8 @@ def post_traces() -> Any:
         )
         writer: TraceWriter = current_app.extensions["trace_writer"]
         stream: TraceStream | None = current_app.extensions.get("trace_stream")
-        if stream is None:
+        switched_off = writer.gate.switch.off()  # every item discarded: no store is touched
+        if stream is None and not switched_off:
             _room_or_refuse(writer, len(items))
         metrics.received.inc(len(items))
         window = config.idempotency_window
@@ -221,7 +244,7 @@ def post_traces() -> Any:
             if entries:
                 stream.append(entries)  # 202 only once Redis holds them all (503 otherwise)
         else:
-            committed = _stored_ids(loaded, window)
+            committed = set() if switched_off else _stored_ids(loaded, window)
             results = [_record_item(writer, entry, committed, window) for entry in loaded]
     except IngestError as exc:
         if exc.status in (401, 403):
@@ -234,7 +257,7 @@ def post_traces() -> Any:
     finally:
         metrics.latency.observe(time.perf_counter() - started)
     counts = {status: sum(1 for r in results if r["status"] == status)
-              for status in ("accepted", "duplicate", "rejected", "dropped")}
+              for status in ("accepted", "duplicate", "rejected", "dropped", "discarded")}
     metrics.accepted.inc(counts["accepted"])
     if counts["rejected"]:
         metrics.rejected.labels(reason="invalid_item").inc(counts["rejected"])

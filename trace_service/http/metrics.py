@@ -52,6 +52,12 @@ class IngestMetrics:
                                            registry=self.registry)
             self._writer_dropped = Counter("trace_writer_dropped", "Rows the writer dropped, by reason",
                                            ["reason"], registry=self.registry)
+            self._writer_discarded = Counter(
+                "trace_writer_discarded", "Records kept out on purpose (not losses), by reason",
+                ["reason"], registry=self.registry)
+            self._writer_sampled_out = Counter(
+                "trace_writer_sampled_out", "Records the sampling policy kept out, by event key",
+                ["event_key"], registry=self.registry)
             self._writer_depth = Gauge("trace_writer_queue_depth", "Records waiting in the writers' queues",
                                        registry=self.registry, multiprocess_mode="livesum")
             self._guard_blocked = Counter("trace_guard_blocked", "Writes to protected tables refused",
@@ -71,6 +77,11 @@ class IngestMetrics:
             self._advance("written", stats.written, self._writer_written)
             for reason, count in stats.dropped_by_reason.items():
                 self._advance(f"dropped.{reason}", count, self._writer_dropped.labels(reason=reason))
+            for reason, count in stats.discarded_by_reason.items():
+                self._advance(f"discarded.{reason}", count, self._writer_discarded.labels(reason=reason))
+            for key, count in stats.sampled_out_by_key.items():
+                self._advance(f"sampled_out.{key}", count,
+                              self._writer_sampled_out.labels(event_key=key))
             for table, count in blocked_total().items():
                 self._advance(f"guard.{table}", count, self._guard_blocked.labels(table=table))
             self._writer_depth.set(stats.queue_depth)
@@ -137,6 +148,16 @@ class _WriterCollector:
         for reason, count in stats.dropped_by_reason.items():
             dropped.add_metric([reason], count)
         yield dropped
+        discarded = CounterMetricFamily("trace_writer_discarded", "Records kept out on purpose "
+                                        "(not losses), by reason", labels=["reason"])
+        for reason, count in stats.discarded_by_reason.items():
+            discarded.add_metric([reason], count)
+        yield discarded
+        sampled = CounterMetricFamily("trace_writer_sampled_out", "Records the sampling policy "
+                                      "kept out, by event key", labels=["event_key"])
+        for key, count in stats.sampled_out_by_key.items():
+            sampled.add_metric([key], count)
+        yield sampled
         depth = GaugeMetricFamily("trace_writer_queue_depth", "Records waiting in the writer's queue")
         depth.add_metric([], stats.queue_depth)
         yield depth

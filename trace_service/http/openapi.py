@@ -92,14 +92,18 @@ DOCUMENT: dict[str, Any] = {
             "Result": {"type": "object", "required": ["request_id", "accepted", "items"], "properties": {
                 "request_id": {"type": "string"}, "accepted": {"type": "integer"},
                 "duplicate": {"type": "integer"}, "rejected": {"type": "integer"},
-                "dropped": {"type": "integer"},
+                "dropped": {"type": "integer"}, "discarded": {"type": "integer"},
                 "items": {"type": "array", "items": {"type": "object", "properties": {
                     "index": {"type": "integer"},
-                    "status": {"enum": ["accepted", "duplicate", "rejected", "dropped"],
+                    "status": {"enum": ["accepted", "duplicate", "rejected", "dropped", "discarded"],
                                "description": "duplicate: a trace with this event_id is already "
                                               "stored (the first copy was committed); a copy "
                                               "answered accepted is stored at most once per "
-                                              "event_id"},
+                                              "event_id; discarded: kept out on purpose (see "
+                                              "reason), not an error: do not retry"},
+                    "reason": {"enum": ["sampled_out", "disabled"],
+                               "description": "why a discarded item was not stored: the "
+                                              "sampling policy, or telemetry switched off"},
                     "errors": {"type": "object"}, "event_id": {"type": "string"}}}}}},
         },
     },
