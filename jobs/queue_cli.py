@@ -32,6 +32,7 @@ from trace_service.db import create_engine
 from trace_service.http.config import ServiceConfig
 from trace_service.http.counters import CounterPersister
 from trace_service.http.stream import dead_stream, queue_status
+from trace_service.opt_outs import OptOutCache
 from trace_service.sink import TraceSink
 
 queue_cli = AppGroup("queue", help="The durable ingest queue (Redis stream): consumers and status.")
@@ -59,8 +60,11 @@ def consume(name: str | None) -> None:
     client = _client(config)
     engine = create_engine(config.database_url, connect_timeout=config.connect_timeout,
                            io_timeout=config.io_timeout, pool_size=1)
-    # No masker: the endpoint masked every trace before it reached the stream.
-    sink = TraceSink(engine, config.table_timezone, None, config.idempotency_window)
+    # No masker: the endpoint masked every trace before it reached the stream. Opt-outs are
+    # checked again here, for the traces queued before a subject opted out.
+    opt_outs = OptOutCache(engine, config.opt_out_refresh, config.log_interval).start()
+    sink = TraceSink(engine, config.table_timezone, None, config.idempotency_window,
+                     opt_outs=opt_outs)
     settings = QueueSettings(config.queue_stream, config.queue_group, name or default_name(),
                              config.batch_size, config.queue_claim_seconds,
                              config.queue_max_deliveries)

@@ -60,6 +60,7 @@ class ConsumerCounts:
     duplicates: int = 0
     claimed: int = 0
     dead: Counter[str] = field(default_factory=Counter)
+    discarded: Counter[str] = field(default_factory=Counter)  # opted out since they were queued
     outages: int = 0
 
 
@@ -69,6 +70,7 @@ def consumer_counters(counts: ConsumerCounts) -> dict[str, int]:
     values = {"queue.written": counts.written, "queue.duplicates": counts.duplicates,
               "queue.claimed": counts.claimed, "queue.outages": counts.outages}
     values.update({f"queue.dead.{reason}": count for reason, count in counts.dead.items()})
+    values.update({f"queue.discarded.{reason}": count for reason, count in counts.discarded.items()})
     return values
 
 
@@ -229,6 +231,7 @@ class Consumer:
             return self._outage(result.last_error)
         self.breaker.record_success()
         self.counts.batches += 1
+        self.counts.discarded.update({str(reason): n for reason, n in result.discarded.items()})
         if not result.dropped:
             self._stored(kept, result.written, result.duplicates)
             return len(entries)

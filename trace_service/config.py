@@ -205,6 +205,9 @@ class WriterConfig(Settings):
     kill_switch_file: str = setting("TRACE_KILL_SWITCH_FILE", _absolute_path, "")
     controls_refresh: float = setting("TRACE_CONTROLS_REFRESH_SECONDS", ranged(float, 0.1, 3600), 5.0)
     sampling_policy: str = setting("TRACE_SAMPLING_POLICY", existing_file, "")
+    # How often the opted-out subjects are re-read (trace_service.opt_outs): the longest a new
+    # opt-out takes to apply in every process.
+    opt_out_refresh: float = setting("TRACE_OPT_OUT_REFRESH_SECONDS", ranged(float, 0.1, 86_400), 30.0)
 
     def check(self) -> None:
         """Refuse combinations that each value alone cannot show (run on every instance)."""

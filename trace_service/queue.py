@@ -69,6 +69,7 @@ class DiscardReason(StrEnum):
 
     SAMPLED_OUT = "sampled_out"  # the sampling policy kept another share of this event key
     DISABLED = "disabled"  # telemetry is switched off (TRACE_ENABLED=0 or the kill-switch file)
+    OPTED_OUT = "opted_out"  # its actor or an email hash in it opted out (trace_service.opt_outs)
 
 
 # Distinct event keys counted one by one under ``sampled_out``; the rest share OTHER_KEYS, so
@@ -101,6 +102,8 @@ class WriteResult:
     dropped: Counter[DropReason] = field(default_factory=Counter)
     # Items whose event_id was already stored: neither written nor lost.
     duplicates: int = 0
+    # Items kept out on purpose (opted out): neither written nor lost.
+    discarded: Counter[DiscardReason] = field(default_factory=Counter)
     unknown_severity: int = 0
     # Set when the database could not take writes at all: the breaker counts a failure.
     unavailable: bool = False
@@ -208,6 +211,7 @@ class TraceQueue:
         with self._settled:
             self._written += result.written
             self._duplicates += result.duplicates
+            self._discarded.update(result.discarded)
             # DropReason(...): a sink of someone else's may count under the plain strings.
             self._dropped.update({DropReason(reason): count for reason, count in result.dropped.items()})
             self._unknown_severity += result.unknown_severity

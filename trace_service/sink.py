@@ -31,8 +31,9 @@ from governance.masking import Masker
 from trace_service import db, idempotency
 from trace_service.errors import LayoutError, SinkUnavailable, TraceInputError
 from trace_service.layout import TABLE_NAME, Layout
+from trace_service.opt_outs import OptOutCache
 from trace_service.php_json import EncodedMetadata, encode_metadata, thaw
-from trace_service.queue import DropReason, TraceItem, WriteResult
+from trace_service.queue import DiscardReason, DropReason, TraceItem, WriteResult
 from trace_service.sql_literals import mysql_statements
 from trace_service.sql_modes import backslash_escapes_off
 from trace_service.values import TimestampFormatter, normalise_severity, truncate
@@ -117,10 +118,13 @@ class TraceSink:
     """Writes trace items to the live ``telemetry_traces`` through ``engine``."""
 
     def __init__(self, engine: Engine, timezone: str, masker: Masker | None = None,
-                 idempotency_window: float = 0.0, *, table: str = TABLE_NAME) -> None:
+                 idempotency_window: float = 0.0, *, table: str = TABLE_NAME,
+                 opt_outs: OptOutCache | None = None) -> None:
         """``table`` is the table the rows go to: always ``telemetry_traces`` in the service;
-        the guard's tests name ``audit_logs`` here, as a misconfiguration would."""
+        the guard's tests name ``audit_logs`` here, as a misconfiguration would. Rows of people
+        in ``opt_outs`` (checked on the masked metadata) are discarded, counted ``opted_out``."""
         self.engine = engine
+        self.opt_outs = opt_outs
         self.table = table
         self.formatter = TimestampFormatter(timezone)
         self.masker = masker
@@ -170,6 +174,7 @@ class TraceSink:
         rows: list[tuple[Any, ...]] = []
         ids: list[str | None] = []
         dedup = self.idempotency_window > 0
+        opted_out = self.opt_outs.current if self.opt_outs is not None else None
         for item in items:
             try:
                 row, known = build_row(item, layout, self.formatter, self.masker)
@@ -178,6 +183,9 @@ class TraceSink:
                 continue
             except (TraceInputError, ValueError, TypeError, OverflowError) as exc:
                 result.drop(DropReason.INVALID, 1, f"{type(exc).__name__}: {exc}")
+                continue
+            if opted_out and opted_out.excludes(item.actor_admin_id, row[-2]):  # -2: metadata
+                result.discarded[DiscardReason.OPTED_OUT] += 1
                 continue
             rows.append(row)
             ids.append(item.event_id if dedup else None)

@@ -58,6 +58,7 @@ from trace_service.controls import Gate, KillSwitch
 from trace_service.db import create_engine
 from trace_service.errors import TraceInputError, TraceWriteError
 from trace_service.log_throttle import ThrottledLogger
+from trace_service.opt_outs import OptOutCache
 from trace_service.php_json import snapshot
 from trace_service.queue import DiscardReason, DropReason, Sink, Tally, TraceItem, TraceQueue
 from trace_service.sink import TraceSink
@@ -127,11 +128,16 @@ class TraceWriter:
         self._owns_engine = owns_engine
         # Every record is masked in the writer thread (the caller pays only for the snapshot).
         self.masker = masker if masker is not None else masker_from_config(self.config)
+        # Switched off for good, nothing reads the opt-outs (no connection is touched).
+        self.opt_outs: OptOutCache | None = None
         if sink is None:
             if engine is None:
                 raise TypeError("TraceWriter needs an engine, or a sink to write to")
+            if self.config.enabled:
+                self.opt_outs = OptOutCache(engine, self.config.opt_out_refresh,
+                                            self.config.log_interval).start()
             sink = TraceSink(engine, self.config.table_timezone, self.masker,
-                             self.config.idempotency_window)
+                             self.config.idempotency_window, opt_outs=self.opt_outs)
         self.sink: Sink = sink
         self.gate = gate_from_config(self.config)
         self._log = ThrottledLogger(logger, self.config.log_interval)
@@ -216,6 +222,10 @@ class TraceWriter:
         if reason is not None:
             self._queue.count_discarded(reason, event_key)
         return reason
+
+    def count_discarded(self, reason: DiscardReason, event_key: str) -> None:
+        """Count a trace the endpoint kept out itself (an opted-out subject on the durable path)."""
+        self._queue.count_discarded(reason, event_key)
 
     def submit(self, item: TraceItem) -> bool:
         """Queue (or, inline, write) an item made by :func:`make_item`; True if accepted."""
@@ -307,6 +317,8 @@ class TraceWriter:
 
     def _shutdown(self, timeout: float) -> bool:
         self._closed = True
+        if self.opt_outs is not None:
+            self.opt_outs.stop()
         drained = self._wait_settled(timeout)
         left = self._queue.discard(DropReason.SHUTDOWN)
         self._worker.stop(min(timeout, 1.0))
@@ -328,6 +340,8 @@ class TraceWriter:
         # The parent's queue belongs to the parent (it writes and counts it); the child's pool
         # must not reuse the parent's sockets.
         self._reset_state()
+        if self.opt_outs is not None:
+            self.opt_outs.after_fork_in_child()
         if self.engine is not None:
             self.engine.dispose(close=False)
 

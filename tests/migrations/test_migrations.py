@@ -15,7 +15,7 @@ from trace_service import migrate
 from trace_service.db import create_engine, table_layout
 from trace_service.errors import LayoutError
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 @pytest.fixture

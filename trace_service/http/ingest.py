@@ -43,6 +43,7 @@ from trace_service.http.stream import TraceStream
 from trace_service.idempotency import stored_ids
 from trace_service.log_throttle import ThrottledLogger
 from trace_service.php_json import encode_metadata
+from trace_service.queue import DiscardReason
 from trace_service.stream_entry import encode_entry, new_event_id
 from trace_service.writer import TraceWriter, make_item
 
@@ -150,12 +151,22 @@ def _discarded(writer: TraceWriter, index: int, data: dict[str, Any],
     such by the writer, the same decision ``record()`` makes), or None to store it."""
     reason = writer.discard_reason(data["event_key"], data["severity"],
                                    data["request_id"] or g.get("request_id"))
+    if reason is None and _opted_out(writer, data["actor_admin_id"], None):
+        reason = DiscardReason.OPTED_OUT
+        writer.count_discarded(reason, data["event_key"])
     if reason is None:
         return None
     result: dict[str, Any] = {"index": index, "status": "discarded", "reason": str(reason)}
     if event_id is not None:
         result["event_id"] = str(event_id)
     return result
+
+
+def _opted_out(writer: TraceWriter, actor_id: Any, metadata_text: str | None) -> bool:
+    """Whether the trace's actor, or an email hash in its masked metadata, opted out (the
+    writer's refreshed set; the sink checks the metadata of the in-process path's traces)."""
+    return writer.opt_outs is not None and writer.opt_outs.current.excludes(
+        actor_id if type(actor_id) is int else None, metadata_text)
 
 
 def _record_item(writer: TraceWriter, entry: dict[str, Any], committed: set[str],
@@ -207,7 +218,13 @@ def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]]) -> tuple[li
             # Parsed from this request's body, so ours to mask in place; encoded here, once,
             # so that the consumers only write.
             masked = None if metadata is None else writer.masker.mask(metadata, owned=True)
-            entries.append(encode_entry(item, encode_metadata(masked)))
+            text = encode_metadata(masked)
+            if _opted_out(writer, item.actor_admin_id, text):
+                writer.count_discarded(DiscardReason.OPTED_OUT, item.event_key)
+                results.append({"index": index, "status": "discarded",
+                                "reason": str(DiscardReason.OPTED_OUT), "event_id": event_id})
+                continue
+            entries.append(encode_entry(item, text))
         except Exception as exc:  # the item is answered dropped, never stored unmasked
             logger.warning("ingest dropped an item it could not queue: %s", type(exc).__name__)
             results.append({"index": index, "status": "dropped", "event_id": event_id})

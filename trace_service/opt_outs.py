@@ -1,0 +1,120 @@
+"""Opted-out subjects, as every writer and endpoint sees them: an in-memory set, refreshed.
+
+People who opted out (``flask governance opt-out add``) are rows of ``trace_opt_outs``
+(migration 0005): admin ids, and email hashes under every key of ``CRYPTO_KEYS``. A trace is
+not stored when its actor is an opted-out admin, or when its masked metadata holds an opted-out
+email hash anywhere: as ``email_hash`` (or ``<key>_hash``) the way PHP and our masker store it,
+or inside text as ``[email_hash:<hex>]``. It is counted as ``opted_out`` (a discard, not a loss).
+
+The check runs where the metadata is masked and encoded (the sink, in the writer thread, and the
+endpoint's durable path), against :attr:`OptOutCache.current`: a plain attribute read, so the
+caller of ``record()`` never waits on it. A daemon thread reloads the set every
+``TRACE_OPT_OUT_REFRESH_SECONDS`` (default 30): **a new opt-out applies everywhere within that
+time**, to every trace written from then on, including traces queued before it (they are checked
+when written). When the database cannot answer, the last set stays in force; before the first
+load (or without the table, on a schema not yet upgraded) the set is empty and a warning says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+
+from trace_service.log_throttle import ThrottledLogger
+
+TABLE = "trace_opt_outs"
+ACTOR, EMAIL_HASH = "actor_id", "email_hash"
+# Keyed email hashes are 64 lower-case hex digits (governance.hashing), wherever they stand.
+_HASHES = re.compile(r"[0-9a-f]{64}")
+
+logger = logging.getLogger("trace_service.opt_outs")
+
+
+@dataclass(frozen=True)
+class OptOutSet:
+    """The opted-out admin ids and email hashes at one instant (pure)."""
+
+    actor_ids: frozenset[int] = frozenset()
+    email_hashes: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.actor_ids or self.email_hashes)
+
+    def excludes(self, actor_id: int | None, metadata_text: str | None) -> bool:
+        """Whether a trace of ``actor_id`` with this masked, encoded metadata is not to be
+        stored."""
+        if actor_id is not None and actor_id in self.actor_ids:
+            return True
+        if not self.email_hashes or not metadata_text:
+            return False
+        hashes = self.email_hashes
+        return any(found in hashes for found in _HASHES.findall(metadata_text))
+
+    def __repr__(self) -> str:  # counts only: the hashes identify people
+        return f"OptOutSet(actors={len(self.actor_ids)}, email_hashes={len(self.email_hashes)})"
+
+
+def load_opt_outs(engine: Engine) -> OptOutSet:
+    """Read the whole table (it holds people, not traces: small)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT kind, value FROM {TABLE}")).all()
+    actors = frozenset(int(value) for kind, value in rows if kind == ACTOR)
+    hashes = frozenset(str(value) for kind, value in rows if kind == EMAIL_HASH)
+    return OptOutSet(actors, hashes)
+
+
+class OptOutCache:
+    """:attr:`current` is the latest set loaded from ``engine``; a daemon thread reloads it."""
+
+    def __init__(self, engine: Engine, refresh: float, log_interval: float = 60.0) -> None:
+        self.engine = engine
+        self.refresh = refresh
+        self.current = OptOutSet()
+        self.loaded = False
+        self._log = ThrottledLogger(logger, log_interval)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def start(self) -> OptOutCache:
+        """Load in a daemon thread at once, then every ``refresh`` seconds (never in the
+        caller's thread: a database down at start must not hold the application up)."""
+        self._stop.clear()
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._loop, name="trace-opt-outs", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop reloading (the set stays as it was)."""
+        self._stop.set()
+
+    def after_fork_in_child(self) -> None:
+        """The parent's thread did not come along: start the child's own."""
+        if self._pid and self._pid != os.getpid() and not self._stop.is_set():
+            self.start()
+
+    def reload(self) -> bool:
+        """Load the set now; on failure keep the last one. True when loaded."""
+        try:
+            self.current = load_opt_outs(self.engine)
+        except sa_exc.SQLAlchemyError as exc:
+            state = "the last loaded set stays in force" if self.loaded else \
+                "no opt-out is applied until they can be read (is the schema upgraded?)"
+            self._log.log(logging.WARNING, "opt-out-load",
+                          "opt-outs could not be read (%s); %s", type(exc).__name__, state)
+            return False
+        self.loaded = True
+        return True
+
+    def _loop(self) -> None:
+        self.reload()
+        while not self._stop.wait(self.refresh):
+            self.reload()
