@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine
 
 from governance.errors import ConfigError
 from governance.hashing import Keyring, email_hash, normalise_email
-from jobs.subject_rows import Subject, describe
 from jobs.ledger import RunRecord, details_json, record_run
+from jobs.subject_rows import Subject, describe
 from trace_service.opt_outs import ACTOR, EMAIL_HASH, TABLE
 
 _table = sa.table(TABLE, sa.column("kind", sa.String()), sa.column("value", sa.String()),
