@@ -48,12 +48,15 @@ def to_csv(report: Mapping[str, Any], sha256: str | None = None) -> str:
         writer.writerow(["report", "sha256", sha256])
     for path, value in flatten(report):
         section, _, key = path.partition(".")
-        # A cell starting with = + - @ would run as a formula in a spreadsheet: quote it out.
-        text = str(value)
-        if text[:1] in ("=", "+", "-", "@"):
-            text = "'" + text
-        writer.writerow([section, key, text])
+        writer.writerow([section, key, spreadsheet_safe(value)])
     return out.getvalue()
+
+
+def spreadsheet_safe(value: Any) -> str:
+    """``value`` as a CSV cell a spreadsheet shows as text: a cell starting with ``= + - @``
+    would run as a formula (client text can be anything), so it gets a leading ``'``."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def to_html_list(summaries: list[dict[str, Any]]) -> str:

@@ -4,7 +4,7 @@ The edge (``jobs.compliance``) reads the table, the job ledger, the persisted co
 leak scan into a :class:`ReportFacts`; :func:`build_report` turns it into a plain dict whose
 sections are, in order: ``report`` (period, zone, layout, when), ``status`` and ``checks``,
 ``retention``, ``volume``, ``leak_scan``, ``masking_policy``, ``audit_guard``, ``loss``,
-``erasures`` and ``not_checked``.
+``erasures``, ``exports`` (subject access exports) and ``not_checked``.
 
 Every check is ``pass``, ``fail``, ``warn`` or ``not_checked``; the report's ``status`` is
 ``fail`` if any check failed, else ``incomplete`` if any was not checked, else ``pass``. A fact
@@ -102,6 +102,8 @@ class ReportFacts:
     grants: Mapping[str, Any] | None
     counters: Sequence[CounterSample] | None
     erasures: Sequence[Mapping[str, Any]]
+    # Subject access exports of the period (ledger job ``export``); none unless gathered.
+    exports: Sequence[Mapping[str, Any]] = ()
     not_gathered: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -297,6 +299,7 @@ def build_report(facts: ReportFacts) -> dict[str, Any]:
         "audit_guard": guard,
         "loss": loss,
         "erasures": [dict(e) for e in facts.erasures],
+        "exports": [dict(e) for e in facts.exports],
         "not_checked": not_checked,
     }
 

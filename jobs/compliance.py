@@ -106,8 +106,13 @@ def _grouped(engine: Engine, expression: str, time_column: str, start: str, end:
 
 def _run_dict(row: LedgerRow) -> dict[str, Any]:
     out: dict[str, Any] = {"id": row.id, **{f: getattr(row.record, f) for f in _RUN_FIELDS}}
-    if row.record.job == "erase":
-        out["subject"] = json.loads(row.record.details or "{}").get("subject")
+    if row.record.job in ("erase", "export"):
+        # The subject as the run described it (``email_hash 1a2b3c…``): the ledger has no email.
+        details = json.loads(row.record.details or "{}")
+        out["subject"] = details.get("subject")
+        if row.record.job == "export":
+            out["rows_exported"] = details.get("count")
+            out["format"] = details.get("format")
     return out
 
 
@@ -147,11 +152,14 @@ def gather(engine: Engine, period: Period, inputs: ReportInputs, now: datetime,
 
     retention: RetentionFacts | None = None
     erasures: list[dict[str, Any]] = []
+    exports: list[dict[str, Any]] = []
     try:
         runs = [_run_dict(row) for row in read_runs(engine, since=start_utc, until=end_utc)]
         retention = _retention(engine, inputs, now, column, runs, start_utc, end_utc)
         erasures = [{k: r[k] for k in ("id", "started_at", "status", "dry_run", "rows_deleted", "subject")}
                     for r in runs if r["job"] == "erase"]
+        exports = [{k: r[k] for k in ("id", "started_at", "status", "rows_exported", "format", "subject")}
+                   for r in runs if r["job"] == "export"]
     except sa.exc.SQLAlchemyError as exc:
         not_gathered["retention"] = f"the job ledger could not be read ({type(exc).__name__}: run " \
                                     "`flask db upgrade`)"
@@ -173,7 +181,7 @@ def gather(engine: Engine, period: Period, inputs: ReportInputs, now: datetime,
         masking_policy={"sha256": inputs.masker.policy.sha256,
                         "source": Path(inputs.masker.policy.source).name},
         grants=check_grants(engine).as_dict(), counters=counters, erasures=erasures,
-        not_gathered=not_gathered,
+        exports=exports, not_gathered=not_gathered,
     )
 
 

@@ -1,10 +1,12 @@
-"""``flask governance ...``: the leak scan, compliance reports and erasure, for compliance staff.
+"""``flask governance ...``: the leak scan, compliance reports, erasure and subject access export.
 
 * ``flask governance scan [--since DAY] [--until DAY] [--fix] [--format text|json]``
 * ``flask governance report --from DAY --to DAY [--format json|csv|html] [--output FILE]``
 * ``flask governance reports [--limit N]`` and ``flask governance verify-report ID``
 * ``flask governance erase (--actor-id N | --email ADDRESS|-) [--execute]`` (a dry run unless
   ``--execute``; ``--email -`` reads the address from stdin, out of shell history)
+* ``flask governance export (--actor-id N | --email ADDRESS|-) [--format json|csv] [--output FILE
+  [--force]]``: one person's rows as stored (subject access), to stdout or a 0600 file
 
 Days are ``YYYY-MM-DD`` on the table's wall clock, both ends included. Registered like ``flask
 jobs``, as an entry point of ``trace_service.commands`` (it needs ``jobs`` and ``trace_service``,
@@ -14,8 +16,10 @@ which ``governance`` itself must not import).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, date, datetime
+from typing import TextIO
 
 import click
 from flask.cli import AppGroup
@@ -30,8 +34,10 @@ from jobs.compliance import ReportInputs, generate, report_inputs
 from jobs.cutoff import format_wall
 from jobs.erasure import Subject, erase
 from jobs.leak_scan import run_scan
+from jobs.subject_export import FORMATS, export_subject
 
-governance_cli = AppGroup("governance", help="Leak scan, compliance reports and erasure.")
+governance_cli = AppGroup("governance", help="Leak scan, compliance reports, erasure and subject "
+                                              "access export.")
 
 
 def _day(option: str, value: str) -> date:
@@ -136,12 +142,9 @@ def verify_report(report_id: int) -> None:
     click.echo(f"report {report_id}: content matches sha256 {stored.sha256}")
 
 
-@governance_cli.command("erase")
-@click.option("--actor-id", type=click.IntRange(min=1), default=None, help="The admin's id.")
-@click.option("--email", default=None, help="The person's email; '-' reads it from stdin.")
-@click.option("--execute", is_flag=True, help="Delete (without it: a dry run that only counts).")
-def erase_command(actor_id: int | None, email: str | None, execute: bool) -> None:
-    """Delete one person's traces (written by PHP or by us), recorded in the job ledger."""
+def _subject(actor_id: int | None, email: str | None) -> Subject:
+    """The person named by ``--actor-id`` or ``--email`` (``-``: read from stdin, out of shell
+    history). An address is never echoed back, not even a malformed one."""
     if (actor_id is None) == (email is None):
         raise click.UsageError("give exactly one of --actor-id N and --email ADDRESS")
     if email == "-":
@@ -149,12 +152,84 @@ def erase_command(actor_id: int | None, email: str | None, execute: bool) -> Non
     if email is not None and "@" not in email:
         raise click.BadParameter("is not an email address (no '@'); the value is not shown",
                                  param_hint="--email")
+    return Subject(actor_id=actor_id, email=email)
+
+
+@governance_cli.command("erase")
+@click.option("--actor-id", type=click.IntRange(min=1), default=None, help="The admin's id.")
+@click.option("--email", default=None, help="The person's email; '-' reads it from stdin.")
+@click.option("--execute", is_flag=True, help="Delete (without it: a dry run that only counts).")
+def erase_command(actor_id: int | None, email: str | None, execute: bool) -> None:
+    """Delete one person's traces (written by PHP or by us), recorded in the job ledger."""
+    subject = _subject(actor_id, email)
     with command_engine() as engine:
         keyring = Keyring.from_env()
-        result = erase(engine, Subject(actor_id=actor_id, email=email), keyring, dry_run=not execute)
+        result = erase(engine, subject, keyring, dry_run=not execute)
     verb = "deleted" if execute else "would delete"
     click.echo(f"{result.subject}: {result.matched} row(s) matched, {verb} "
                f"{result.deleted if execute else result.matched} (ids {result.first_id}..{result.last_id}); "
                f"ledger row {result.ledger.id if result.ledger else '-'}")
     if not execute:
         click.echo("dry run: nothing deleted; run again with --execute to delete", err=True)
+
+
+def _open_private(path: str, force: bool) -> tuple[TextIO, bool]:
+    """``path`` opened for writing, readable by its owner only (0600: it holds personal data),
+    and whether this created it.
+
+    Opened before the export runs, so a path that cannot be written fails before a ledger row
+    claims an export. An existing file is refused unless ``force`` (``O_EXCL``: no window
+    between a check and the create); with ``force`` it is set to 0600 and truncated only when
+    the export is written, so a failed export leaves it as it was."""
+    try:
+        fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), True
+    except FileExistsError:
+        if not force:
+            raise click.BadParameter(f"{path} exists: give --force to overwrite it",
+                                     param_hint="--output") from None
+        fd, created = _open_existing(path), False
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
+    return os.fdopen(fd, "w", encoding="utf-8", newline=""), created
+
+
+def _open_existing(path: str) -> int:
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        os.fchmod(fd, 0o600)  # the create mode applies to new files only
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
+    return fd
+
+
+@governance_cli.command("export")
+@click.option("--actor-id", type=click.IntRange(min=1), default=None, help="The admin's id.")
+@click.option("--email", default=None, help="The person's email; '-' reads it from stdin.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the export to this file (mode 0600) instead of standard output.")
+@click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
+def export_command(actor_id: int | None, email: str | None, fmt: str, output: str | None,
+                   force: bool) -> None:
+    """Export every stored row of one person (written by PHP or by us), as stored; recorded in
+    the job ledger with the subject hashed."""
+    subject = _subject(actor_id, email)
+    handle, created = _open_private(output, force) if output else (None, False)
+    try:
+        with command_engine() as engine:
+            result = export_subject(engine, subject, Keyring.from_env(), fmt=fmt)
+    except BaseException:
+        if handle is not None:
+            handle.close()
+            if created and output:
+                os.unlink(output)  # no empty file left behind by a failed export
+        raise
+    if handle is not None:
+        with handle:
+            handle.truncate(0)
+            handle.write(result.body)
+    else:
+        click.echo(result.body, nl=False)
+    click.echo(f"{result.subject}: {result.count} row(s) exported as {fmt}"
+               + (f" to {output}" if output else "")
+               + f"; ledger row {result.ledger.id if result.ledger else '-'}", err=True)

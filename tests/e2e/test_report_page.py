@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from freezegun import freeze_time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -29,7 +30,9 @@ from jobs.compliance import ReportInputs, generate
 from jobs.ledger import RunRecord, record_run
 from jobs.report_policy import ReportsPolicy
 from jobs.retention_policy import RetentionPolicy
-from tests.support.compliance_seed import KEYRING, NOW, PERIOD, Seeded, seed
+from jobs.subject_export import export_subject
+from jobs.subject_rows import Subject
+from tests.support.compliance_seed import ALICE, KEYRING, NOW, PERIOD, Seeded, seed
 from tests.support.php_schema import create_php_table
 from trace_service import migrate
 from trace_service.config import DatabaseURL
@@ -57,6 +60,8 @@ def served(mariadb_url: str) -> Iterator[tuple[str, str, int, Seeded]]:
         record_run(engine, RunRecord(job="retention", status=status, started_at=at, finished_at=at,
                                      rows_deleted=120 if status == "ok" else 0,
                                      error=None if status == "ok" else "OperationalError: lock wait"))
+    with freeze_time(NOW.replace(day=19, hour=10)):  # a subject access export within the period
+        export_subject(engine, Subject(email=ALICE), KEYRING, fmt="csv")
     inputs = ReportInputs(zone="Africa/Cairo", retention=RetentionPolicy(), reports=ReportsPolicy(),
                           masker=Masker(load_masking_policy(), KEYRING))
     stored = generate(engine, PERIOD, inputs, NOW.replace(tzinfo=UTC), trigger="scheduled")
@@ -137,6 +142,9 @@ def test_figures_on_the_page_match_the_json_report(served: tuple[str, str, int, 
     assert shown["volume.total"] == str(seeds.rows_in_period)
     assert shown["leak_scan.findings"] == str(len(seeds.planted))
     assert shown["status"] == "fail" and shown["retention.failures.length"] == "1"
+    assert shown["exports.length"] == "1"
+    assert shown["exports.0.rows_exported"] == str(len(seeds.alice_ids))
+    assert shown["exports.0.subject"].startswith("email_hash ") and "alice" not in browser.page_source.lower()
 
     save = os.environ.get("TRACE_SAVE_SCREENSHOT") == "1"
     target = DOCS / "report-page.png" if save else tmp_path / "page.png"

@@ -172,3 +172,19 @@ def test_the_queues_dead_letters_are_losses_of_their_own() -> None:
                                        "dead_letters_by_reason": {"db_error": 2}}
     assert "2 trace(s) moved to the queue's dead-letter stream" in str(report["checks"])
     assert "queue" not in build_report(_facts())["loss"]  # no queue: the report is as before
+
+
+def test_exports_are_listed_in_json_csv_and_html() -> None:
+    export = {"id": 12, "started_at": "2026-11-18 10:00:00", "status": "ok", "rows_exported": 4,
+              "format": "csv", "subject": "email_hash 1a2b3c4d5e6f…"}
+    report = build_report(_facts(exports=[export]))
+    assert report["exports"] == [export] and list(report)[-2:] == ["exports", "not_checked"]
+    lines = list(csv.reader(io.StringIO(to_csv(report))))
+    assert ["exports", "0.subject", "email_hash 1a2b3c4d5e6f…"] in lines
+    page = to_html(report)
+    assert """data-figure='["exports", "length"]'>1<""" in page
+    assert """data-figure='["exports", 0, "rows_exported"]'>4<""" in page
+    assert build_report(_facts())["exports"] == []
+    # A report stored before exports were reported shows no exports section (not a false 0).
+    old = {k: v for k, v in report.items() if k != "exports"}
+    assert "Subject access exports" not in to_html(old) and "Subject access exports" in page
