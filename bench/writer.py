@@ -12,8 +12,11 @@
 2. Sustained rows/s of the writer (records submitted as fast as one thread can, until
    ``flush()`` returns) next to raw PyMySQL ``executemany`` of the same rows in the same batch
    size, each batch committed.
+3. Caller cost of a sampled-out ``record()`` next to a kept one on the same writer (a sampling
+   policy with rate 0 for one key; hand-off only), alternating call by call.
 
-Targets (issue 3): caller cost <= 1.0x QueueHandler; throughput >= 0.8x raw. Rounds alternate
+Targets (issue 3): caller cost <= 1.0x QueueHandler; throughput >= 0.8x raw; (issue 18) a
+sampled-out record() costs its caller no more than a kept one (<= 1.0x). Rounds alternate
 between the two sides so machine noise hits both; medians over rounds are reported.
 """
 
@@ -26,6 +29,7 @@ import os
 import queue
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -210,6 +214,51 @@ def throughput(url: str, database: str, rows: int, rounds: int, batch: int) -> N
     print(f"  ratio {ours / raw:.2f}x  (target >= 0.8x)")
 
 
+SAMPLING = b"""version = 1
+[sampling]
+default_rate = 1.0
+[[rules]]
+match = "auth.sampled.*"
+rate = 0.0
+"""
+
+
+def sampled_out_cost(url: str, calls: int, rounds: int, batch: int) -> None:
+    print(f"\n3. sampled-out record() next to a kept one, {calls} calls x {rounds} rounds "
+          "(microseconds, hand-off only)")
+    with tempfile.NamedTemporaryFile(suffix=".toml") as policy:
+        policy.write(SAMPLING)
+        policy.flush()
+        kept: list[float] = []
+        dropped: list[float] = []
+        for _ in range(rounds):
+            config = WriterConfig(database_url=DatabaseURL(url), queue_size=calls * 2,
+                                  batch_size=batch, flush_interval=3600,
+                                  sampling_policy=policy.name)
+            writer = TraceWriter.from_config(config, strict=False)
+            writer._worker.start = lambda: True  # type: ignore[method-assign]  # no drain while timed
+            writer.record("warm.up", **KW)
+            clock = time.perf_counter_ns
+            for _ in range(calls):  # interleaved, so machine noise hits both alike
+                start = clock()
+                writer.record("auth.login.attempt", **KW)
+                middle = clock()
+                writer.record("auth.sampled.attempt", **KW)
+                end = clock()
+                kept.append((middle - start) / 1000)
+                dropped.append((end - middle) / 1000)
+            stats = writer.stats()
+            assert stats.discarded_by_reason["sampled_out"] == calls, stats
+            del writer._worker.start
+            writer._worker.start()
+            writer.close(60)
+    m_kept, m_out = statistics.median(kept), statistics.median(dropped)
+    p_kept, p_out = pct(kept, 0.99), pct(dropped, 0.99)
+    print(f"  kept: median {m_kept:6.2f}  p99 {p_kept:7.2f} | sampled out: median {m_out:6.2f}  "
+          f"p99 {p_out:7.2f} | ratio median {m_out / m_kept:.2f}x  p99 {p_out / p_kept:.2f}x  "
+          "(target <= 1.0x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
@@ -227,6 +276,7 @@ def main() -> None:
               f"database {database}")
         caller_cost(url, database, args.calls, args.rounds, args.batch)
         throughput(url, database, args.rows, args.rounds, args.batch)
+        sampled_out_cost(url, args.calls, args.rounds, args.batch)
 
 
 if __name__ == "__main__":

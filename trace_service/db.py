@@ -88,6 +88,7 @@ def is_mysql(engine: Engine) -> bool:
 ER_LOCK_WAIT_TIMEOUT = 1205
 ER_LOCK_DEADLOCK = 1213  # the whole transaction was rolled back: running it again is safe
 CR_SERVER_LOST = 2013  # the connection died mid-statement: a commit may or may not have happened
+ER_NO_SUCH_TABLE = 1146
 
 
 def error_code(exc: BaseException) -> int | None:

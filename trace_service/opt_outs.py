@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from trace_service import db
 from trace_service.log_throttle import ThrottledLogger
 
 TABLE = "trace_opt_outs"
@@ -106,10 +107,14 @@ class OptOutCache:
         try:
             self.current = load_opt_outs(self.engine)
         except sa_exc.SQLAlchemyError as exc:
+            # A database not yet upgraded (a `flask db upgrade` about to run, say) is said
+            # quietly; any other failure is a warning.
+            missing = db.error_code(exc) == db.ER_NO_SUCH_TABLE or "no such table" in str(exc)
             state = "the last loaded set stays in force" if self.loaded else \
-                "no opt-out is applied until they can be read (is the schema upgraded?)"
-            self._log.log(logging.WARNING, "opt-out-load",
-                          "opt-outs could not be read (%s); %s", type(exc).__name__, state)
+                "no opt-out is applied until they can be read"
+            self._log.log(logging.INFO if missing else logging.WARNING, "opt-out-load",
+                          "opt-outs could not be read (%s); %s", "no trace_opt_outs table: run "
+                          "`flask db upgrade`" if missing else type(exc).__name__, state)
             return False
         self.loaded = True
         return True

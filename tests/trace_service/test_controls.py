@@ -76,7 +76,7 @@ def test_a_ten_percent_policy_keeps_whole_requests_within_binomial_bounds(
     assert sum(keys["auth.login"] for keys in by_request.values()) == REQUESTS // 1000
     # The rest is counted as sampled out, by key, and not as a loss.
     sampled_out = 2 * (REQUESTS - len(kept))
-    assert stats.discarded_by_reason == {"sampled_out": sampled_out, "disabled": 0}
+    assert stats.discarded_by_reason == {"sampled_out": sampled_out, "disabled": 0, "opted_out": 0}
     assert stats.sampled_out_by_key == {"http.request.start": sampled_out // 2,
                                         "http.request.end": sampled_out // 2}
     assert stats.dropped == 0 and stats.pending == 0 and stats.written == len(rows)
