@@ -3,14 +3,15 @@
 Rows written by PHP or by us, in layout A, B or B0, come back as :class:`StoredTrace`: the time
 column as the wall-clock text PHP wrote (``YYYY-MM-DD HH:MM:SS.ffffff``), the actor as
 ``actor_admin_id`` (plus ``actor_type`` on layout B), and metadata both as stored text and parsed.
-The leak scan (and so the reports' scan) reads rows through here; pruning, erasure and report
-gathering use ``table_layout()`` for their own SQL, so no one else spells the layouts out.
+The leak scan (and so the reports' scan) and subject access export read rows through here;
+pruning, erasure and report gathering use ``table_layout()`` for their own SQL, so no one else
+spells the layouts out.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,6 +59,16 @@ def _stamp(value: Any) -> str:
     return value.strftime(TIMESTAMP_FORMAT) if isinstance(value, datetime) else str(value)
 
 
+def _trace(row: Sequence[Any]) -> StoredTrace:
+    """A row selected with :func:`_select_columns` as a :class:`StoredTrace`."""
+    return StoredTrace(
+        id=int(row[0]), event_key=row[1], severity=row[2],
+        actor_admin_id=None if row[3] is None else int(row[3]), actor_type=row[4],
+        ip_address=row[5], user_agent=row[6], route_name=row[7], request_id=row[8],
+        metadata_text=row[9], occurred_at=_stamp(row[10]),
+    )
+
+
 def iter_traces(
     engine: Engine, *, after_id: int = 0, batch_size: int = 1000,
     time_from: str | None = None, time_to: str | None = None,
@@ -83,15 +94,28 @@ def iter_traces(
         with engine.connect() as conn:
             rows = conn.execute(query, {**params, "after": after_id}).all()
         for row in rows:
-            yield StoredTrace(
-                id=int(row[0]), event_key=row[1], severity=row[2],
-                actor_admin_id=None if row[3] is None else int(row[3]), actor_type=row[4],
-                ip_address=row[5], user_agent=row[6], route_name=row[7], request_id=row[8],
-                metadata_text=row[9], occurred_at=_stamp(row[10]),
-            )
+            yield _trace(row)
         if len(rows) < batch_size:
             return
         after_id = int(rows[-1][0])
+
+
+def traces_by_id(engine: Engine, ids: Iterable[int], *, batch_size: int = 500) -> Iterator[StoredTrace]:
+    """The stored traces with these ids, in id order, ``batch_size`` ids per query.
+
+    An id no longer in the table is skipped. The batches keep each ``IN (...)`` list short, as
+    erasure's deletes do, however many rows one person has.
+    """
+    wanted = sorted(set(ids))
+    layout = table_layout(engine)
+    query = sa.text(
+        f"SELECT {_select_columns(layout)} FROM {TABLE_NAME} WHERE id IN :ids ORDER BY id"
+    ).bindparams(sa.bindparam("ids", expanding=True))
+    for start in range(0, len(wanted), batch_size):
+        with engine.connect() as conn:
+            rows = conn.execute(query, {"ids": wanted[start:start + batch_size]}).all()
+        for row in rows:
+            yield _trace(row)
 
 
 def read_traces(engine: Engine, *, after_id: int = 0, limit: int = 10_000) -> list[StoredTrace]:
@@ -102,3 +126,14 @@ def read_traces(engine: Engine, *, after_id: int = 0, limit: int = 10_000) -> li
         if len(out) >= limit:
             break
     return out
+
+
+def select_list(layout: Layout) -> str:
+    """The column list every read of the table selects, in the order :func:`to_trace` maps it:
+    for modules that write their own WHERE and ORDER BY (``trace_service.lookup``)."""
+    return _select_columns(layout)
+
+
+def to_trace(row: Sequence[Any]) -> StoredTrace:
+    """A row selected with :func:`select_list` as a :class:`StoredTrace`."""
+    return _trace(row)
