@@ -5,6 +5,8 @@
 * ``flask governance reports [--limit N]`` and ``flask governance verify-report ID``
 * ``flask governance erase (--actor-id N | --email ADDRESS|-) [--execute]`` (a dry run unless
   ``--execute``; ``--email -`` reads the address from stdin, out of shell history)
+* ``flask governance opt-out add|remove (--actor-id N | --email ADDRESS|-)`` and ``opt-out
+  list``; ``erase --execute --opt-out`` erases and opts out in one step
 * ``flask governance export (--actor-id N | --email ADDRESS|-) [--format json|csv] [--output FILE
   [--force]]``: one person's rows as stored (subject access), to stdout or a 0600 file
 
@@ -34,7 +36,9 @@ from jobs.compliance import ReportInputs, generate, report_inputs
 from jobs.cutoff import format_wall
 from jobs.erasure import Subject, erase
 from jobs.leak_scan import run_scan
+from jobs.opt_out_admin import add_opt_out, list_opt_outs, remove_opt_out
 from jobs.subject_export import FORMATS, export_subject
+from jobs.subject_rows import describe
 
 governance_cli = AppGroup("governance", help="Leak scan, compliance reports, erasure and subject "
                                               "access export.")
@@ -159,18 +163,76 @@ def _subject(actor_id: int | None, email: str | None) -> Subject:
 @click.option("--actor-id", type=click.IntRange(min=1), default=None, help="The admin's id.")
 @click.option("--email", default=None, help="The person's email; '-' reads it from stdin.")
 @click.option("--execute", is_flag=True, help="Delete (without it: a dry run that only counts).")
-def erase_command(actor_id: int | None, email: str | None, execute: bool) -> None:
+@click.option("--opt-out", "opt_out", is_flag=True,
+              help="Also opt the person out, so no new trace of theirs is stored (with --execute).")
+def erase_command(actor_id: int | None, email: str | None, execute: bool, opt_out: bool) -> None:
     """Delete one person's traces (written by PHP or by us), recorded in the job ledger."""
+    if opt_out and not execute:
+        raise click.UsageError("--opt-out takes effect with --execute only: a dry run changes "
+                               "nothing; add --execute")
     subject = _subject(actor_id, email)
     with command_engine() as engine:
         keyring = Keyring.from_env()
+        if opt_out:
+            # First: no new trace of theirs lands between the erasure and the opt-out (the
+            # writers apply it within TRACE_OPT_OUT_REFRESH_SECONDS).
+            add_opt_out(engine, subject, keyring)
         result = erase(engine, subject, keyring, dry_run=not execute)
     verb = "deleted" if execute else "would delete"
     click.echo(f"{result.subject}: {result.matched} row(s) matched, {verb} "
                f"{result.deleted if execute else result.matched} (ids {result.first_id}..{result.last_id}); "
                f"ledger row {result.ledger.id if result.ledger else '-'}")
+    if opt_out:
+        click.echo(f"{result.subject}: opted out; writers apply it within their refresh "
+                   "(TRACE_OPT_OUT_REFRESH_SECONDS)", err=True)
     if not execute:
         click.echo("dry run: nothing deleted; run again with --execute to delete", err=True)
+
+
+@governance_cli.group("opt-out")
+def opt_out_group() -> None:
+    """People whose traces are not to be stored: add, remove, list."""
+
+
+@opt_out_group.command("add")
+@click.option("--actor-id", type=click.IntRange(min=1), default=None, help="The admin's id.")
+@click.option("--email", default=None, help="The person's email; '-' reads it from stdin.")
+def opt_out_add(actor_id: int | None, email: str | None) -> None:
+    """Opt a person out (kept as their id, or their email's hash under every CRYPTO_KEYS key)."""
+    subject = _subject(actor_id, email)
+    with command_engine() as engine:
+        keyring = Keyring.from_env()
+        new = add_opt_out(engine, subject, keyring)
+        shown = describe(subject, keyring)
+    click.echo(f"{shown}: opted out ({new} new row(s)); every writer and endpoint applies it "
+               "within TRACE_OPT_OUT_REFRESH_SECONDS (default 30)")
+
+
+@opt_out_group.command("remove")
+@click.option("--actor-id", type=click.IntRange(min=1), default=None, help="The admin's id.")
+@click.option("--email", default=None, help="The person's email; '-' reads it from stdin.")
+def opt_out_remove(actor_id: int | None, email: str | None) -> None:
+    """Withdraw a person's opt-out."""
+    subject = _subject(actor_id, email)
+    with command_engine() as engine:
+        keyring = Keyring.from_env()
+        removed = remove_opt_out(engine, subject, keyring)
+        shown = describe(subject, keyring)
+    if not removed:
+        raise click.ClickException(f"{shown} is not opted out: `flask governance opt-out list` "
+                                   "lists who is")
+    click.echo(f"{shown}: opt-out withdrawn ({removed} row(s))")
+
+
+@opt_out_group.command("list")
+def opt_out_list() -> None:
+    """Every opt-out: kind, admin id or the first digits of a hash, key id, since (UTC)."""
+    with command_engine() as engine:
+        entries = list_opt_outs(engine)
+    for entry in entries:
+        click.echo(f"{entry.kind}\t{entry.shown()}\t{entry.key_id or '-'}\t"
+                   f"{entry.created_at:%Y-%m-%d %H:%M:%S}")
+    click.echo(f"{len(entries)} opt-out row(s)", err=True)
 
 
 def _open_private(path: str, force: bool) -> tuple[TextIO, bool]:

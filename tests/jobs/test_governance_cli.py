@@ -160,3 +160,39 @@ def test_a_password_inside_a_php_exception_message_is_found_fixed_and_reported(
         "SQLSTATE[28000] [1045] Access denied; password=[masked]"]
     assert {"rule": "credential", "path": "exception_message"} in stored[0]["_masked"]
     assert runner.invoke(governance_cli, ["scan", *period]).exit_code == 0
+
+
+def test_erase_with_opt_out_deletes_and_keeps_new_traces_out(seeded_app: tuple[Flask, Seeded]) -> None:
+    app, seeds = seeded_app
+    runner = app.test_cli_runner()
+    before = _ids(app)
+    refused = runner.invoke(governance_cli, ["erase", "--email", ALICE, "--opt-out"])
+    assert refused.exit_code == 2 and "add --execute" in refused.output and _ids(app) == before
+    done = runner.invoke(governance_cli, ["erase", "--email", "-", "--execute", "--opt-out"],
+                         input=f"{ALICE}\n")
+    assert done.exit_code == 0, done.output
+    assert "opted out" in done.stderr and "alice" not in done.output.lower()
+    assert _ids(app) == before - seeds.alice_ids
+    listed = runner.invoke(governance_cli, ["opt-out", "list"])
+    assert listed.exit_code == 0 and listed.stdout.count("email_hash\t") == 1  # one key: k1
+    writer = app.extensions["trace_writer"]
+    assert writer.opt_outs.reload()
+    writer.record("after.erasure", metadata={"email": ALICE})
+    assert writer.flush(5) and _ids(app) == before - seeds.alice_ids
+
+
+def test_opt_out_add_remove_and_their_errors(seeded_app: tuple[Flask, Seeded]) -> None:
+    app, _ = seeded_app
+    runner = app.test_cli_runner()
+    added = runner.invoke(governance_cli, ["opt-out", "add", "--actor-id", "7"])
+    assert added.exit_code == 0 and "actor_id 7: opted out (1 new row(s))" in added.stdout
+    again = runner.invoke(governance_cli, ["opt-out", "add", "--actor-id", "7"])
+    assert "(0 new row(s))" in again.stdout
+    assert "actor_id\t7\t-\t" in runner.invoke(governance_cli, ["opt-out", "list"]).stdout
+    assert runner.invoke(governance_cli, ["opt-out", "remove", "--actor-id", "7"]).exit_code == 0
+    missing = runner.invoke(governance_cli, ["opt-out", "remove", "--actor-id", "7"])
+    assert missing.exit_code == 1 and "is not opted out" in missing.output
+    both = runner.invoke(governance_cli, ["opt-out", "add", "--actor-id", "7", "--email", ALICE])
+    assert both.exit_code == 2 and "exactly one of --actor-id N and --email" in both.output
+    bad = runner.invoke(governance_cli, ["opt-out", "add", "--email", "not-an-address"])
+    assert bad.exit_code == 2 and "not-an-address" not in bad.output and "no '@'" in bad.output
