@@ -4,6 +4,7 @@ The edge (``jobs.compliance``) reads the table, the job ledger, the persisted co
 leak scan into a :class:`ReportFacts`; :func:`build_report` turns it into a plain dict whose
 sections are, in order: ``report`` (period, zone, layout, when), ``status`` and ``checks``,
 ``retention``, ``volume``, ``leak_scan``, ``masking_policy``, ``audit_guard``, ``loss``,
+``controls`` (sampling rates in force, what was sampled out or switched off, opt-outs),
 ``erasures``, ``exports`` (subject access exports) and ``not_checked``.
 
 Every check is ``pass``, ``fail``, ``warn`` or ``not_checked``; the report's ``status`` is
@@ -104,6 +105,11 @@ class ReportFacts:
     erasures: Sequence[Mapping[str, Any]]
     # Subject access exports of the period (ledger job ``export``); none unless gathered.
     exports: Sequence[Mapping[str, Any]] = ()
+    # The sampling policy in force (SamplingPolicy.as_report()), the opt-outs in force now
+    # ({"actors": n, "email_hashes": n}) and the period's opt-out changes (ledger ``opt_out``).
+    sampling: Mapping[str, Any] | None = None
+    opt_outs: Mapping[str, int] | None = None
+    opt_out_changes: Sequence[Mapping[str, Any]] = ()
     not_gathered: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -263,6 +269,34 @@ def _loss(deltas: dict[str, int] | None, checks: list[dict[str, str]]) -> dict[s
     return loss
 
 
+def _controls(facts: ReportFacts, deltas: dict[str, int] | None) -> dict[str, Any]:
+    """What was kept out on purpose, and by which rules: so that nobody reads sampled volume as
+    real volume. Counts are ``None`` when no counters were read (said in ``not_checked``)."""
+    discarded: dict[str, int] | None = None
+    sampled: dict[str, int] | None = None
+    if deltas is not None:
+        discarded = defaultdict(int)
+        for prefix in ("writer.discarded.", "queue.discarded."):
+            for reason, count in _prefixed(deltas, prefix).items():
+                discarded[reason] += count
+        discarded = dict(sorted(discarded.items()))
+        sampled = _prefixed(deltas, "writer.sampled_out.")
+    return {
+        "sampling": {
+            "policy": None if facts.sampling is None else dict(facts.sampling),
+            "sampled_out_by_event_key": sampled,
+            "note": "volume counts stored rows: where a rule's rate is below 1, the event key's "
+                    "real volume was larger by the sampled-out count",
+        },
+        "discarded_by_reason": discarded,
+        "opt_outs": {
+            "in_force": None if facts.opt_outs is None else dict(facts.opt_outs),
+            "traces_kept_out": None if discarded is None else discarded.get("opted_out", 0),
+            "changes": [dict(change) for change in facts.opt_out_changes],
+        },
+    }
+
+
 def build_report(facts: ReportFacts) -> dict[str, Any]:
     """The report for ``facts`` (a plain dict, in the section order of the module docstring)."""
     checks: list[dict[str, str]] = []
@@ -298,6 +332,7 @@ def build_report(facts: ReportFacts) -> dict[str, Any]:
         "masking_policy": dict(facts.masking_policy),
         "audit_guard": guard,
         "loss": loss,
+        "controls": _controls(facts, deltas),
         "erasures": [dict(e) for e in facts.erasures],
         "exports": [dict(e) for e in facts.exports],
         "not_checked": not_checked,

@@ -35,6 +35,7 @@ from governance.reports import (
     build_report,
     wall_to_utc,
 )
+from governance.sampling import SamplingPolicy, load_sampling_policy
 from jobs.cutoff import format_wall, retention_cutoff, wall_text
 from jobs.leak_scan import run_scan
 from jobs.ledger import LedgerRow, RunRecord, details_json, read_runs, record_run, verify_chain
@@ -44,6 +45,7 @@ from trace_service.db import is_mysql, table_layout
 from trace_service.http.config import ServiceConfig
 from trace_service.http.counters import read_samples
 from trace_service.layout import TABLE_NAME
+from trace_service.opt_outs import load_opt_outs
 from trace_service.writer import masker_from_config
 
 logger = logging.getLogger("jobs.compliance")
@@ -61,6 +63,7 @@ class ReportInputs:
     reports: ReportsPolicy
     masker: Masker
     counters_persist_seconds: float = 60.0
+    sampling: SamplingPolicy | None = None
 
 
 def report_inputs(config: ServiceConfig) -> ReportInputs:
@@ -71,6 +74,7 @@ def report_inputs(config: ServiceConfig) -> ReportInputs:
         reports=load_reports_policy(config.reports_policy or None),
         masker=masker_from_config(config),
         counters_persist_seconds=config.counters_persist_seconds,
+        sampling=load_sampling_policy(config.sampling_policy or None),
     )
 
 
@@ -106,10 +110,11 @@ def _grouped(engine: Engine, expression: str, time_column: str, start: str, end:
 
 def _run_dict(row: LedgerRow) -> dict[str, Any]:
     out: dict[str, Any] = {"id": row.id, **{f: getattr(row.record, f) for f in _RUN_FIELDS}}
-    if row.record.job in ("erase", "export"):
+    if row.record.job in ("erase", "export", "opt_out"):
         # The subject as the run described it (``email_hash 1a2b3c…``): the ledger has no email.
         details = json.loads(row.record.details or "{}")
         out["subject"] = details.get("subject")
+        out["action"] = details.get("action")
         if row.record.job == "export":
             out["rows_exported"] = details.get("count")
             out["format"] = details.get("format")
@@ -153,6 +158,7 @@ def gather(engine: Engine, period: Period, inputs: ReportInputs, now: datetime,
     retention: RetentionFacts | None = None
     erasures: list[dict[str, Any]] = []
     exports: list[dict[str, Any]] = []
+    opt_out_changes: list[dict[str, Any]] = []
     try:
         runs = [_run_dict(row) for row in read_runs(engine, since=start_utc, until=end_utc)]
         retention = _retention(engine, inputs, now, column, runs, start_utc, end_utc)
@@ -160,6 +166,8 @@ def gather(engine: Engine, period: Period, inputs: ReportInputs, now: datetime,
                     for r in runs if r["job"] == "erase"]
         exports = [{k: r[k] for k in ("id", "started_at", "status", "rows_exported", "format", "subject")}
                    for r in runs if r["job"] == "export"]
+        opt_out_changes = [{k: r[k] for k in ("id", "started_at", "action", "subject")}
+                           for r in runs if r["job"] == "opt_out"]
     except sa.exc.SQLAlchemyError as exc:
         not_gathered["retention"] = f"the job ledger could not be read ({type(exc).__name__}: run " \
                                     "`flask db upgrade`)"
@@ -181,8 +189,20 @@ def gather(engine: Engine, period: Period, inputs: ReportInputs, now: datetime,
         masking_policy={"sha256": inputs.masker.policy.sha256,
                         "source": Path(inputs.masker.policy.source).name},
         grants=check_grants(engine).as_dict(), counters=counters, erasures=erasures,
-        exports=exports, not_gathered=not_gathered,
+        exports=exports, sampling=None if inputs.sampling is None else inputs.sampling.as_report(),
+        opt_outs=_opt_outs_in_force(engine, not_gathered), opt_out_changes=opt_out_changes,
+        not_gathered=not_gathered,
     )
+
+
+def _opt_outs_in_force(engine: Engine, not_gathered: dict[str, str]) -> dict[str, int] | None:
+    try:
+        current = load_opt_outs(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        not_gathered["opt-outs"] = f"trace_opt_outs could not be read ({type(exc).__name__}: run " \
+                                   "`flask db upgrade`)"
+        return None
+    return {"actors": len(current.actor_ids), "email_hashes": len(current.email_hashes)}
 
 
 def _counters(engine: Engine, end_utc: datetime, not_gathered: dict[str, str]) -> list[CounterSample] | None:

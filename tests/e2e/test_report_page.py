@@ -26,8 +26,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from werkzeug.serving import make_server
 
+from governance.sampling import SamplingPolicy, SamplingRule
 from jobs.compliance import ReportInputs, generate
 from jobs.ledger import RunRecord, record_run
+from jobs.opt_out_admin import add_opt_out
 from jobs.report_policy import ReportsPolicy
 from jobs.retention_policy import RetentionPolicy
 from jobs.subject_export import export_subject
@@ -38,8 +40,10 @@ from trace_service import migrate
 from trace_service.config import DatabaseURL
 from trace_service.http.app import create_app
 from trace_service.http.config import TestingConfig
+from trace_service.http.counters import snapshots
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SAMPLING = SamplingPolicy((SamplingRule("http.request.*", 0.1),), source="sampling.toml")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
@@ -62,8 +66,17 @@ def served(mariadb_url: str) -> Iterator[tuple[str, str, int, Seeded]]:
                                      error=None if status == "ok" else "OperationalError: lock wait"))
     with freeze_time(NOW.replace(day=19, hour=10)):  # a subject access export within the period
         export_subject(engine, Subject(email=ALICE), KEYRING, fmt="csv")
+        add_opt_out(engine, Subject(actor_id=4), KEYRING)  # and an opt-out
+    # What a service process persisted: traces sampled out and kept out for the opt-out.
+    with engine.begin() as conn:
+        conn.execute(snapshots.insert(), [
+            {"instance": "web-1", "name": name, "value": value, "taken_at": NOW.replace(day=day)}
+            for day, name, value in ((15, "writer.sampled_out.http.request.get", 100),
+                                     (20, "writer.sampled_out.http.request.get", 1900),
+                                     (20, "writer.discarded.sampled_out", 1900),
+                                     (21, "writer.discarded.opted_out", 3))])
     inputs = ReportInputs(zone="Africa/Cairo", retention=RetentionPolicy(), reports=ReportsPolicy(),
-                          masker=Masker(load_masking_policy(), KEYRING))
+                          masker=Masker(load_masking_policy(), KEYRING), sampling=SAMPLING)
     stored = generate(engine, PERIOD, inputs, NOW.replace(tzinfo=UTC), trigger="scheduled")
     _, key = app.extensions["trace_keys"].create("compliance", ["reports:read"])
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -142,6 +155,13 @@ def test_figures_on_the_page_match_the_json_report(served: tuple[str, str, int, 
     assert shown["volume.total"] == str(seeds.rows_in_period)
     assert shown["leak_scan.findings"] == str(len(seeds.planted))
     assert shown["status"] == "fail" and shown["retention.failures.length"] == "1"
+    # The sampling rates in force next to what they kept out, and the opt-outs.
+    assert shown["controls.sampling.policy.rules.0.match"] == "http.request.*"
+    assert shown["controls.sampling.policy.rules.0.rate"] == "0.1"
+    assert shown["controls.sampling.sampled_out_by_event_key.http.request.get"] == "1800"
+    assert shown["controls.discarded_by_reason.opted_out"] == "3"
+    assert shown["controls.opt_outs.in_force.actors"] == "1"
+    assert shown["controls.opt_outs.changes.length"] == "1"
     assert shown["exports.length"] == "1"
     assert shown["exports.0.rows_exported"] == str(len(seeds.alice_ids))
     assert shown["exports.0.subject"].startswith("email_hash ") and "alice" not in browser.page_source.lower()

@@ -24,6 +24,7 @@ from governance.reports import (
     content_hash,
     counter_deltas,
 )
+from governance.sampling import SamplingPolicy, SamplingRule
 
 PERIOD = Period(date(2026, 11, 16), date(2026, 11, 22))
 START, END = datetime(2026, 11, 16), datetime(2026, 11, 23)
@@ -188,3 +189,30 @@ def test_exports_are_listed_in_json_csv_and_html() -> None:
     # A report stored before exports were reported shows no exports section (not a false 0).
     old = {k: v for k, v in report.items() if k != "exports"}
     assert "Subject access exports" not in to_html(old) and "Subject access exports" in page
+
+
+def test_sampled_out_and_opted_out_traces_are_stated_with_the_rates_not_as_losses() -> None:
+    sampling = SamplingPolicy((SamplingRule("http.request.*", 0.1),), source="sampling.toml")
+    hour = START + timedelta(hours=1)
+    report = build_report(_facts(
+        counters=[CounterSample("h:3:z", "writer.sampled_out.http.request.get", 90, hour),
+                  CounterSample("h:3:z", "writer.discarded.sampled_out", 90, hour),
+                  CounterSample("h:3:z", "writer.discarded.opted_out", 2, hour),
+                  CounterSample("h:4:q", "queue.discarded.opted_out", 1, hour)],
+        sampling=sampling.as_report(), opt_outs={"actors": 2, "email_hashes": 4},
+        opt_out_changes=[{"id": 5, "started_at": "2026-11-17 08:00:00", "action": "add",
+                          "subject": "actor_id 9"}]))
+    controls = report["controls"]
+    assert controls["sampling"]["policy"]["rules"] == [{"match": "http.request.*", "rate": 0.1}]
+    assert controls["sampling"]["sampled_out_by_event_key"] == {"http.request.get": 90}
+    assert controls["discarded_by_reason"] == {"opted_out": 3, "sampled_out": 90}
+    assert controls["opt_outs"]["traces_kept_out"] == 3
+    assert controls["opt_outs"]["in_force"] == {"actors": 2, "email_hashes": 4}
+    assert _results(report)["loss.writer_drops"] == "pass"  # kept out on purpose: not a loss
+    page = to_html(report)
+    assert """data-figure='["controls", "discarded_by_reason", "sampled_out"]'>90<""" in page
+    assert "actor_id 9" in page
+    # No counters read: the counts are not claimed (None), the rates still are.
+    unread = build_report(_facts(counters=None, sampling=sampling.as_report()))["controls"]
+    assert unread["discarded_by_reason"] is None and unread["opt_outs"]["traces_kept_out"] is None
+    assert "Sampling and opt-outs" in to_html(build_report(_facts(counters=None)))
