@@ -214,10 +214,10 @@ def check_grants(
 
 SERVICE_TABLES = ("telemetry_traces",)
 # The tables our migrations create for the service itself (keys, event ids, the job ledger,
-# stored reports, counter snapshots). tests/governance/test_grants.py checks this list against
-# the migrated schema, so a new table cannot be forgotten here.
+# stored reports, counter snapshots, opt-outs). tests/governance/test_grants.py checks this list
+# against the migrated schema, so a new table cannot be forgotten here.
 WORKING_TABLES = ("trace_ingest_keys", "trace_ingest_events", "trace_job_runs", "trace_reports",
-                  "trace_counter_snapshots")
+                  "trace_counter_snapshots", "trace_opt_outs")
 OWN_TABLES = ("alembic_version", "trace_schema_owned")
 
 
