@@ -35,6 +35,7 @@ from trace_service.http.openapi import DOCUMENT
 from trace_service.http.rate_limits import RateLimits
 from trace_service.http.reports_view import reports_view
 from trace_service.http.stream import TraceStream, queue_status
+from trace_service.http.traces_view import traces_view
 from trace_service.writer import TraceWriter
 
 logger = logging.getLogger("trace_service.http.app")
@@ -73,6 +74,7 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
     app.register_blueprint(ingest)
     app.register_blueprint(health)
     app.register_blueprint(reports_view)
+    app.register_blueprint(traces_view)  # GETs beside ingest's POST on /api/telemetry/traces
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.cli = ServiceCommands(app.name)
@@ -80,7 +82,7 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
 
 
 class ServiceCommands(AppGroup):
-    """The app's ``flask`` command groups (db, keys, guard, jobs, governance, queue).
+    """The app's ``flask`` command groups (db, keys, guard, jobs, governance, queue, traces).
 
     All are declared alike, as entry points of the group ``trace_service.commands`` in
     setup.cfg, and belong to this app only. Not ``flask.commands``: Flask adds those to every

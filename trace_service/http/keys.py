@@ -1,10 +1,11 @@
-"""API keys for the ingest endpoint: created and revoked by CLI, stored as SHA-256 hashes.
+"""API keys for the HTTP API: created and revoked by CLI, stored as SHA-256 hashes.
 
 A key is ``tsk_`` + 43 random URL-safe characters (256 bits), shown once at creation. The table
 holds its SHA-256 (a slow hash buys nothing against 256 random bits), a short prefix to tell
-keys apart in listings, a name, scopes (``ingest``, ``reports:read``, ``admin``), and created
-and revoked times. Lookups go through a small cache (``TRACE_KEY_CACHE_SECONDS``): a revocation
-takes effect on every worker within that time. Hashes are compared in constant time.
+keys apart in listings, a name, scopes (``ingest``: POST traces; ``reports:read``: /reports;
+``traces:read``: GET traces; ``admin``: all of them), and created and revoked times. Lookups
+go through a small cache (``TRACE_KEY_CACHE_SECONDS``): a revocation takes effect on every
+worker within that time. Hashes are compared in constant time.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-SCOPES = ("ingest", "reports:read", "admin")
+SCOPES = ("ingest", "reports:read", "traces:read", "admin")
 PREFIX = "tsk_"
 TABLE = sa.table(
     "trace_ingest_keys",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from trace_service.lookup import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, MAX_TEXT, WALL_TIME_PATTERN
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _RETRY = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}}
 _ECHO = {"X-Request-ID": {"schema": {"type": "string", "format": "uuid"},
@@ -78,6 +80,86 @@ TRACE_FORM = {
     },
 }
 
+# The lookup's answers (trace_service/http/traces_view.py, trace_service/lookup.py). The
+# parameters say exactly what the lookup accepts (a 400 for anything else), calendar dates
+# included: WALL_TIME_PATTERN admits real dates only.
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+STORED_TRACE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "occurred_at", "severity", "event_key", "actor_admin_id", "actor_type",
+                 "request_id", "route_name", "ip_address", "user_agent", "metadata",
+                 "metadata_text"],
+    "properties": {
+        "id": {"type": "integer", "minimum": 1},
+        "occurred_at": {"type": "string", "description": "the time column (created_at on layout "
+                                                          "A) as the table's wall-clock text"},
+        "severity": {"type": "string"},
+        "event_key": {"type": "string"},
+        "actor_admin_id": {"type": ["integer", "null"],
+                           "description": "the actor's id (actor_id on layout B)"},
+        "actor_type": {"type": ["string", "null"],
+                       "description": "layout B only (admin, system...); null on A and B0"},
+        "request_id": _NULLABLE_TEXT, "route_name": _NULLABLE_TEXT,
+        "ip_address": _NULLABLE_TEXT, "user_agent": _NULLABLE_TEXT,
+        "metadata": {"description": "metadata_text parsed (null when NULL or not JSON)"},
+        "metadata_text": {"type": ["string", "null"],
+                          "description": "the metadata as stored (masked when it was written)"},
+    },
+}
+TRACE_PAGE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["items", "next_before_id"],
+    "properties": {
+        "items": {"type": "array", "maxItems": MAX_LIMIT,
+                  "items": {"$ref": "#/components/schemas/StoredTrace"}},
+        "next_before_id": {"type": ["integer", "null"], "minimum": 1,
+                           "description": "before_id of the next page; null on the last"},
+    },
+}
+_TEXT_FILTER = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
+_WALL_TIME = {"type": "string", "pattern": WALL_TIME_PATTERN,
+              "description": "YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS[.ffffff]] (a space for the T "
+                             "too) on the table's wall clock (TRACE_TABLE_TIMEZONE)"}
+_TRACE_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+_LOOKUP_REFUSALS = {
+    "401": _answer("No or unknown key", _ERROR),
+    "403": _answer("Key without traces:read", _ERROR),
+    "429": _answer("Rate limited", _ERROR, _RETRY),
+    "503": _answer("The database did not answer: retry, or narrow the lookup", _ERROR, _RETRY),
+}
+TRACES_LIST = {
+    "summary": "Stored traces matching every filter given, newest first, a keyset page at a time",
+    "security": [{"bearer": []}],
+    "parameters": [
+        {"name": "request_id", "in": "query", "schema": _TEXT_FILTER},
+        {"name": "event_key", "in": "query", "schema": _TEXT_FILTER,
+         "description": "a glob: * any run of characters, ? one, anything else itself; ASCII "
+                        "case is ignored, as the table's collation does"},
+        {"name": "actor_id", "in": "query", "schema": {"type": "integer", "minimum": 0,
+                                                        "maximum": MAX_ID}},
+        {"name": "since", "in": "query", "schema": _WALL_TIME, "description": "included"},
+        {"name": "until", "in": "query", "schema": _WALL_TIME, "description": "not included"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                     "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+        {"name": "before_id", "in": "query", "schema": _TRACE_ID,
+         "description": "the next_before_id of the page before"},
+    ],
+    "responses": {"200": _answer("A page", {"$ref": "#/components/schemas/TracePage"}),
+                  "400": _answer("A parameter's value is invalid, or the parameter unknown", _ERROR),
+                  **_LOOKUP_REFUSALS},
+}
+TRACE_SHOW = {
+    "summary": "One stored trace",
+    "security": [{"bearer": []}],
+    "parameters": [{"name": "id", "in": "path", "required": True, "schema": _TRACE_ID}],
+    "responses": {"200": _answer("The trace", {"$ref": "#/components/schemas/StoredTrace"}),
+                  "400": _answer("The id is not a trace id", _ERROR),
+                  "404": _answer("No such trace", _ERROR),
+                  **_LOOKUP_REFUSALS},
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Telemetry trace ingest", "version": "1"},
@@ -86,6 +168,8 @@ DOCUMENT: dict[str, Any] = {
         "schemas": {
             "Trace": TRACE,
             "TraceForm": TRACE_FORM,
+            "StoredTrace": STORED_TRACE,
+            "TracePage": TRACE_PAGE,
             "Error": {"type": "object", "required": ["error", "status"], "properties": {
                 "error": {"type": "string"}, "status": {"type": "integer"},
                 "request_id": {"type": ["string", "null"]}}},
@@ -101,14 +185,15 @@ DOCUMENT: dict[str, Any] = {
                                               "answered accepted is stored at most once per "
                                               "event_id; discarded: kept out on purpose (see "
                                               "reason), not an error: do not retry"},
-                    "reason": {"enum": ["sampled_out", "disabled"],
+                    "reason": {"enum": ["sampled_out", "disabled", "opted_out"],
                                "description": "why a discarded item was not stored: the "
-                                              "sampling policy, or telemetry switched off"},
+                                              "sampling policy, telemetry switched off, or the "
+                                              "person it is about opted out"},
                     "errors": {"type": "object"}, "event_id": {"type": "string"}}}}}},
         },
     },
     "paths": {
-        "/api/telemetry/traces": {"post": {
+        "/api/telemetry/traces": {"get": TRACES_LIST, "post": {
             "summary": "Post one trace, a batch, or a PHP http_build_query form",
             "security": [{"bearer": []}],
             "requestBody": {"required": True, "content": {
@@ -160,5 +245,6 @@ DOCUMENT: dict[str, Any] = {
                           "404": _answer("No such report", _ERROR),
                           "429": _answer("Rate limited", _ERROR, _RETRY)},
         }},
+        "/api/telemetry/traces/{id}": {"get": TRACE_SHOW},
     },
 }

@@ -47,7 +47,8 @@ def live_schema(request: pytest.FixtureRequest) -> Iterator[Any]:
     made = make_ingest(request.getfixturevalue(f"{request.param}_url"),
                        # Conformance, not throttling: the limits have tests of their own.
                        auth_failure_rate="100000/minute", ingest_rate="100000/minute")
-    _, token = made.app.extensions["trace_keys"].create("schemathesis", ["ingest", "reports:read"])
+    _, token = made.app.extensions["trace_keys"].create("schemathesis",
+                                                        ["ingest", "reports:read", "traces:read"])
     server = make_server("127.0.0.1", 0, made.app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="conformance-server", daemon=True)
     thread.start()
@@ -103,7 +104,7 @@ def test_every_answer_conforms_to_the_document(live_schema: Any) -> None:
 
 
 @pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("GET", "/api/telemetry/traces", {"POST", "OPTIONS"}),
+    ("PUT", "/api/telemetry/traces", {"GET", "HEAD", "POST", "OPTIONS"}),  # the lookup's GET too
     ("DELETE", "/healthz", {"GET", "HEAD", "OPTIONS"}),
 ])
 def test_405_names_the_allowed_methods(live_schema: Any, method: str, path: str,
