@@ -1,4 +1,4 @@
-"""``flask keys create|list|revoke``: API keys for the ingest endpoint (the key is shown once)."""
+"""``flask keys create|list|revoke``: API keys for the HTTP API (the key is shown once)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from flask.cli import AppGroup
 
 from trace_service.http.keys import SCOPES, KeyStore
 
-keys_cli = AppGroup("keys", help="API keys for POST /api/telemetry/traces.")
+keys_cli = AppGroup("keys", help="API keys for the HTTP API: ingest, reports:read, traces:read, admin.")
 
 
 def _store() -> KeyStore:
