@@ -11,11 +11,10 @@ from sqlalchemy.engine import Engine
 
 from tests.support.paths import CHECKOUT
 from tests.support.php_schema import create_php_table, php_insert
+from tests.support.revisions import HEAD
 from trace_service import migrate
 from trace_service.db import create_engine, table_layout
 from trace_service.errors import LayoutError
-
-HEAD = "0005"
 
 
 @pytest.fixture

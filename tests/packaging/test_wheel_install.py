@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import CHECKOUT
+from tests.support.revisions import HEAD
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,9 @@ RECORD = textwrap.dedent("""
 
 def _exercise(installed: Installed, url: str) -> None:
     flask = [str(installed.flask), "--app", "trace_service"]
-    assert "database at revision 0004" in installed.run([*flask, "db", "upgrade"], url)
+    assert f"database at revision {HEAD}" in installed.run([*flask, "db", "upgrade"], url)
     assert "recorded wheel.installed" in installed.run([str(installed.python), "-c", RECORD], url)
-    assert "revision: 0004" in installed.run([*flask, "db", "current"], url)
+    assert f"revision: {HEAD}" in installed.run([*flask, "db", "current"], url)
     pruned = installed.run([*flask, "jobs", "prune", "--dry-run"], url)
     shipped = hashlib.sha256((CHECKOUT / "policies" / "retention.toml").read_bytes()).hexdigest()
     assert "prune: dry_run" in pruned and shipped in pruned  # the shipped retention policy

@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 
 from tests.support.paths import CHECKOUT
+from tests.support.revisions import HEAD
 from trace_service import migrate
 from trace_service.config import DatabaseURL
 from trace_service.http.app import create_app
@@ -40,7 +41,7 @@ def test_readyz_is_503_until_the_table_exists_then_200(app: Flask) -> None:
     assert "flask db upgrade" in response.json["reason"]  # type: ignore[index]
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "database at revision 0004" in result.output
+    assert f"database at revision {HEAD}" in result.output
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json["layout"] == "A"  # type: ignore[index]
@@ -56,7 +57,7 @@ def test_db_current_reports_revision_and_layout(app: Flask) -> None:
     runner = app.test_cli_runner()
     runner.invoke(args=["db", "upgrade"])
     result = runner.invoke(args=["db", "current"])
-    assert "revision: 0004" in result.output and "layout: A" in result.output
+    assert f"revision: {HEAD}" in result.output and "layout: A" in result.output
 
 
 def test_alembic_command_line_reads_the_url_from_the_environment(sqlite_url: str) -> None:
@@ -71,7 +72,7 @@ def test_alembic_command_line_reads_the_url_from_the_environment(sqlite_url: str
 
     engine = create_engine(sqlite_url)
     try:
-        assert migrate.current_revision(engine) == "0004"
+        assert migrate.current_revision(engine) == HEAD
     finally:
         engine.dispose()
 
