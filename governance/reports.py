@@ -286,7 +286,9 @@ def _controls(facts: ReportFacts, deltas: dict[str, int] | None) -> dict[str, An
             "policy": None if facts.sampling is None else dict(facts.sampling),
             "sampled_out_by_event_key": sampled,
             "note": "volume counts stored rows: where a rule's rate is below 1, the event key's "
-                    "real volume was larger by the sampled-out count",
+                    "real volume was larger by the sampled-out count. The policy shown is the "
+                    "one the report was made with (TRACE_SAMPLING_POLICY of that process): "
+                    "writers configured with another file sampled by theirs",
         },
         "discarded_by_reason": discarded,
         "opt_outs": {

@@ -62,7 +62,7 @@ def consume(name: str | None) -> None:
                            io_timeout=config.io_timeout, pool_size=1)
     # No masker: the endpoint masked every trace before it reached the stream. Opt-outs are
     # checked again here, for the traces queued before a subject opted out.
-    opt_outs = OptOutCache(engine, config.opt_out_refresh, config.log_interval).start()
+    opt_outs = OptOutCache(engine, config.opt_out_refresh, config.log_interval)
     sink = TraceSink(engine, config.table_timezone, None, config.idempotency_window,
                      opt_outs=opt_outs)
     settings = QueueSettings(config.queue_stream, config.queue_group, name or default_name(),

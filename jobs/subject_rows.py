@@ -15,6 +15,7 @@ subject is described to the ledger and the reports by :func:`describe`, never by
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,12 +75,19 @@ def _mentions(metadata_text: str, hashes: list[str], email: str) -> bool:
         metadata = json.loads(metadata_text)
     except ValueError:
         return False
+    clear = _address(email)
     for text in _strings(metadata):
         if text in hashes or any(f"[email_hash:{h}]" in text for h in hashes):
             return True
-        if email in text.lower():
+        if email in text.lower() and clear.search(text.lower()):
             return True
     return False
+
+
+def _address(email: str) -> re.Pattern[str]:
+    """``email`` as a whole address inside text: ``ann@example.com`` is not in
+    ``joann@example.com`` nor in ``ann@example.com.evil``, but is in ``mail ann@example.com.``"""
+    return re.compile(r"(?<![\w.+-])" + re.escape(email) + r"(?![\w-]|\.[\w-])")
 
 
 def find_rows(engine: Engine, subject: Subject, keyring: Keyring | None) -> list[int]:

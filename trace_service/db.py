@@ -64,8 +64,9 @@ def create_engine(
             write_timeout=io_timeout,
             charset="utf8mb4",
         )
-        options.update(pool_size=pool_size, max_overflow=0, pool_recycle=3600,
-                       pool_pre_ping=True, pool_timeout=connect_timeout)
+        if kwargs.get("poolclass") is not sa.pool.NullPool:  # NullPool takes no pool settings
+            options.update(pool_size=pool_size, max_overflow=0, pool_recycle=3600,
+                           pool_pre_ping=True, pool_timeout=connect_timeout)
     connect_args.update(kwargs.pop("connect_args", {}))
     options.update(kwargs)
     engine = sa.create_engine(url, connect_args=connect_args, **options)

@@ -53,6 +53,7 @@ _LEVELS = ((logging.CRITICAL, "critical"), (logging.ERROR, "error"), (logging.WA
 _WRITER_THREAD = "trace-writer"
 _emitting = threading.local()
 _shared: TraceWriter | None = None
+_shared_error: Exception | None = None
 _shared_lock = threading.Lock()
 
 
@@ -73,13 +74,21 @@ def _plain(value: Any) -> Any:
 
 
 def _shared_writer() -> TraceWriter:
-    """One writer per process for handlers configured without one (from the TRACE_* env)."""
-    global _shared
+    """One writer per process for handlers configured without one (from the TRACE_* env). A
+    configuration that cannot make one (a bad setting or policy file) is tried once: every later
+    record meets the same error at once, not the cost of another attempt."""
+    global _shared, _shared_error
     with _shared_lock:
+        if _shared_error is not None:
+            raise _shared_error
         if _shared is None:
             from trace_service.config import WriterConfig
 
-            _shared = TraceWriter.from_config(WriterConfig.from_env())
+            try:
+                _shared = TraceWriter.from_config(WriterConfig.from_env())
+            except Exception as exc:
+                _shared_error = exc
+                raise
         return _shared
 
 

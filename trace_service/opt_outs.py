@@ -7,8 +7,8 @@ email hash anywhere: as ``email_hash`` (or ``<key>_hash``) the way PHP and our m
 or inside text as ``[email_hash:<hex>]``. It is counted as ``opted_out`` (a discard, not a loss).
 
 The check runs where the metadata is masked and encoded (the sink, in the writer thread, and the
-endpoint's durable path), against :attr:`OptOutCache.current`: a plain attribute read, so the
-caller of ``record()`` never waits on it. A daemon thread reloads the set every
+endpoint), against :attr:`OptOutCache.current`: an attribute read once started, and never in
+the thread of a ``record()`` caller. A daemon thread reloads the set every
 ``TRACE_OPT_OUT_REFRESH_SECONDS`` (default 30): **a new opt-out applies everywhere within that
 time**, to every trace written from then on, including traces queued before it (they are checked
 when written). When the database cannot answer, the last set stays in force; before the first
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 from trace_service import db
 from trace_service.log_throttle import ThrottledLogger
@@ -72,44 +73,66 @@ def load_opt_outs(engine: Engine) -> OptOutSet:
 
 
 class OptOutCache:
-    """:attr:`current` is the latest set loaded from ``engine``; a daemon thread reloads it."""
+    """:attr:`current` is the latest set loaded from ``engine``'s database; a daemon thread
+    reloads it every ``refresh`` seconds.
+
+    Started lazily, on the first read in each process: the first read loads the set in the
+    reading thread (the sink's writer thread, or a request of the endpoint: both about to use the
+    database anyway; never a ``record()`` caller), then the thread takes over. A process forked
+    after that (gunicorn ``--preload``) starts its own on its first read, so no thread or
+    connection is shared across a fork, and a master that never writes never polls. Reloads use
+    a connection of their own (no pool), never one the writer thread is waiting for.
+    """
 
     def __init__(self, engine: Engine, refresh: float, log_interval: float = 60.0) -> None:
         self.engine = engine
         self.refresh = refresh
-        self.current = OptOutSet()
         self.loaded = False
+        self._current = OptOutSet()
         self._log = ThrottledLogger(logger, log_interval)
+        self._lock = threading.Lock()
+        self._pid = 0  # the process whose thread is running (0: none started)
+        self._stopped = False
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self._own: Engine | None = None
 
-    def start(self) -> OptOutCache:
-        """Load in a daemon thread at once, then every ``refresh`` seconds (never in the
-        caller's thread: a database down at start must not hold the application up)."""
-        self._stop.clear()
-        self._pid = os.getpid()
-        self._thread = threading.Thread(target=self._loop, name="trace-opt-outs", daemon=True)
-        self._thread.start()
-        return self
+    @property
+    def current(self) -> OptOutSet:
+        """The opted-out subjects now (starts the cache in this process on first use)."""
+        if self._pid != os.getpid() and not self._stopped:
+            self._start()
+        return self._current
+
+    def _start(self) -> None:
+        with self._lock:
+            pid = os.getpid()
+            if self._pid == pid or self._stopped:
+                return
+            # After a fork: the parent's event and engine are not ours to share.
+            self._stop = threading.Event()
+            self._own = None
+            self.reload()
+            thread = threading.Thread(target=self._loop, args=(self._stop,), name="trace-opt-outs",
+                                      daemon=True)
+            thread.start()
+            self._pid = pid
 
     def stop(self) -> None:
-        """Stop reloading (the set stays as it was)."""
+        """Stop reloading for good (the set stays as it was)."""
+        self._stopped = True
         self._stop.set()
-
-    def after_fork_in_child(self) -> None:
-        """The parent's thread did not come along: start the child's own."""
-        if self._pid and self._pid != os.getpid() and not self._stop.is_set():
-            self.start()
 
     def reload(self) -> bool:
         """Load the set now; on failure keep the last one. True when loaded."""
         try:
-            self.current = load_opt_outs(self.engine)
-        except sa_exc.SQLAlchemyError as exc:
+            if self._own is None:
+                self._own = _unpooled(self.engine)
+            self._current = load_opt_outs(self._own)
+        except Exception as exc:  # the thread must outlive anything a reload meets
             # A database not yet upgraded (a `flask db upgrade` about to run, say) is said
             # quietly; any other failure is a warning.
-            missing = db.error_code(exc) == db.ER_NO_SUCH_TABLE or "no such table" in str(exc)
+            missing = isinstance(exc, sa_exc.SQLAlchemyError) and (
+                db.error_code(exc) == db.ER_NO_SUCH_TABLE or "no such table" in str(exc))
             state = "the last loaded set stays in force" if self.loaded else \
                 "no opt-out is applied until they can be read"
             self._log.log(logging.INFO if missing else logging.WARNING, "opt-out-load",
@@ -119,7 +142,11 @@ class OptOutCache:
         self.loaded = True
         return True
 
-    def _loop(self) -> None:
-        self.reload()
-        while not self._stop.wait(self.refresh):
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.refresh):
             self.reload()
+
+
+def _unpooled(engine: Engine) -> Engine:
+    """An engine on ``engine``'s database that opens a connection per reload and closes it."""
+    return db.create_engine(engine.url.render_as_string(hide_password=False), poolclass=NullPool)

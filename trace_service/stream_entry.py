@@ -75,9 +75,11 @@ def decode_entry(data: bytes) -> TraceItem:
         raise TraceInputError(f"not a version {' or '.join(map(str, _READABLE))} trace entry")
     try:
         when: int | datetime = datetime.fromisoformat(body["d"]) if "d" in body else int(body["n"])
-        key = body["k"]
+        key, event_id = body["k"], body["e"]
         if type(key) is not str:
             raise TypeError("k")
+        if event_id is not None and type(event_id) is not str:
+            raise TypeError("e")
         if version == 1:
             metadata: Any = body["m"]
         else:
@@ -86,6 +88,6 @@ def decode_entry(data: bytes) -> TraceItem:
                 raise TypeError("M")
             metadata = EncodedMetadata(text)
         return TraceItem(key, body["s"], body["a"], body["ip"], body["ua"], body["r"], body["q"],
-                         metadata, when, body["e"])
+                         metadata, when, event_id)
     except (KeyError, TypeError, ValueError) as exc:
         raise TraceInputError(f"a trace entry without a valid {exc}") from None

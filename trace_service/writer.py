@@ -16,7 +16,8 @@ Promises (``docs/design.md``, "Writer"):
   swallows as well.
 * **Loss is data.** Every call is counted once: written, or dropped by reason
   (:class:`~trace_service.queue.DropReason`).
-  ``written + dropped + duplicates + pending == submitted`` at every instant, and ``pending`` is 0 after
+  ``written + dropped + duplicates + discarded + pending == submitted`` at every instant
+  (``discarded``: sampled out, switched off or opted out, on purpose), and ``pending`` is 0 after
   ``flush()`` returns True. ``unconfirmed`` rows were sent but their commit was never
   acknowledged: they may be stored (stored rows lie between ``written`` and
   ``written + unconfirmed``); they are not retried, so nothing is stored twice.
@@ -129,18 +130,18 @@ class TraceWriter:
         self._owns_engine = owns_engine
         # Every record is masked in the writer thread (the caller pays only for the snapshot).
         self.masker = masker if masker is not None else masker_from_config(self.config)
+        self.gate = gate_from_config(self.config)  # a bad policy raises here, before any thread
         # Switched off for good, nothing reads the opt-outs (no connection is touched).
         self.opt_outs: OptOutCache | None = None
         if sink is None:
             if engine is None:
                 raise TypeError("TraceWriter needs an engine, or a sink to write to")
-            if self.config.enabled:
+            if self.config.enabled:  # started lazily, by the first write of each process
                 self.opt_outs = OptOutCache(engine, self.config.opt_out_refresh,
-                                            self.config.log_interval).start()
+                                            self.config.log_interval)
             sink = TraceSink(engine, self.config.table_timezone, self.masker,
                              self.config.idempotency_window, opt_outs=self.opt_outs)
         self.sink: Sink = sink
-        self.gate = gate_from_config(self.config)
         self._log = ThrottledLogger(logger, self.config.log_interval)
         self._reset_state()
         _register(self)
@@ -201,12 +202,15 @@ class TraceWriter:
                 return False
             sampling = gate.sampling
             # Decided before the item is made: a sampled-out record skips the metadata snapshot,
-            # so it costs its caller less than a kept one (bench/writer.py, part 3).
-            if sampling is not None and type(event_key) is str and not sampling.keeps(
-                    event_key, canonical_severity(severity),
-                    request_id if request_id is not None else context.current().request_id):
-                self._queue.count_discarded(DiscardReason.SAMPLED_OUT, event_key)
-                return False
+            # so it costs its caller less than a kept one (bench/writer.py, part 3). Only for a
+            # valid key and request id: anything else is make_item's to reject as invalid. An
+            # empty request id means the context's, as the endpoint decides it.
+            if sampling is not None and type(event_key) is str and 0 < len(event_key) <= MAX_EVENT_KEY:
+                decided_by = request_id or context.current().request_id
+                if (decided_by is None or type(decided_by) is str) and not sampling.keeps(
+                        event_key, canonical_severity(severity), decided_by):
+                    self._queue.count_discarded(DiscardReason.SAMPLED_OUT, event_key)
+                    return False
             if not self._worker.accepting:
                 return self._drop(DropReason.CIRCUIT_OPEN)
             item = make_item(
@@ -219,18 +223,9 @@ class TraceWriter:
             return self._drop(DropReason.INTERNAL_ERROR, exc)
         return self.submit(item)
 
-    def discard_reason(self, event_key: str, severity: object = "info",
-                       request_id: str | None = None) -> DiscardReason | None:
-        """Why a trace is not to be stored (the kill switch, sampling), counted as discarded;
-        None to store it. The endpoint asks this for each posted item, to answer ``discarded``:
-        the decision is the same when ``record()`` makes it again (per request id)."""
-        reason = self.gate.reason(event_key, severity, request_id)
-        if reason is not None:
-            self._queue.count_discarded(reason, event_key)
-        return reason
-
     def count_discarded(self, reason: DiscardReason, event_key: str) -> None:
-        """Count a trace the endpoint kept out itself (an opted-out subject on the durable path)."""
+        """Count a trace the endpoint kept out itself (``gate.reason()``, or an opted-out
+        subject), once its request is answered."""
         self._queue.count_discarded(reason, event_key)
 
     def submit(self, item: TraceItem) -> bool:
@@ -346,8 +341,6 @@ class TraceWriter:
         # The parent's queue belongs to the parent (it writes and counts it); the child's pool
         # must not reuse the parent's sockets.
         self._reset_state()
-        if self.opt_outs is not None:
-            self.opt_outs.after_fork_in_child()
         if self.engine is not None:
             self.engine.dispose(close=False)
 

@@ -4,6 +4,8 @@ running writer at its next refresh; the email is never stored or recorded."""
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import pytest
@@ -87,17 +89,37 @@ def test_a_new_opt_out_reaches_a_running_writer_at_its_next_refresh(
     assert [r.event_key for r in read_traces(migrated)] == ["before", "withdrawn"]
 
 
-def test_the_refresher_thread_loads_the_set_by_itself(migrated: Engine) -> None:
+def test_the_first_read_loads_the_set_and_the_thread_keeps_it_fresh(migrated: Engine) -> None:
     add_opt_out(migrated, Subject(actor_id=3), KEYRING)
-    cache = OptOutCache(migrated, refresh=0.05).start()
+    cache = OptOutCache(migrated, refresh=0.05)
     try:
+        assert cache.current.actor_ids == frozenset({3})  # loaded by the first read
+        add_opt_out(migrated, Subject(actor_id=4), KEYRING)
         for _ in range(200):
-            if cache.loaded:
+            if 4 in cache.current.actor_ids:
                 break
-            cache._stop.wait(0.05)
-        assert cache.current.actor_ids == frozenset({3})
+            time.sleep(0.05)
+        assert cache.current.actor_ids == frozenset({3, 4})
     finally:
         cache.stop()
+
+
+def test_a_forked_child_reads_with_its_own_thread_and_connection(migrated: Engine) -> None:
+    add_opt_out(migrated, Subject(actor_id=3), KEYRING)
+    cache = OptOutCache(migrated, refresh=3600)
+    assert cache.current.actor_ids == frozenset({3})
+    parent_engine = cache._own
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh start, not the parent's engine or event
+        try:
+            ok = cache.current.actor_ids == frozenset({3}) and cache._own is not parent_engine
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    cache.stop()
 
 
 def test_when_the_database_cannot_answer_the_last_set_stays(migrated: Engine) -> None:

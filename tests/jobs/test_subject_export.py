@@ -36,7 +36,7 @@ from jobs.ledger import read_runs
 from jobs.report_policy import ReportsPolicy
 from jobs.retention_policy import RetentionPolicy
 from jobs.subject_export import COLUMNS, ExportResult, export_subject, render_csv, trace_object
-from jobs.subject_rows import Subject
+from jobs.subject_rows import Subject, _mentions
 from tests.support.compliance_seed import ROOT_KEY
 from tests.support.php_schema import create_php_table, php_insert
 from trace_service import migrate
@@ -393,3 +393,17 @@ def test_cli_export_to_a_path_that_cannot_be_written_records_nothing(app: tuple[
                                                                  "--output", str(out)])
     assert result.exit_code == 1 and f"cannot write {out}" in result.output
     assert _exports(flask_app) == 0
+
+
+@pytest.mark.parametrize(("text", "mentions"), [
+    ("mail from ann@example.com bounced", True),
+    ("to: ANN@Example.com.", True),  # end of a sentence
+    ("<ann@example.com>", True),
+    ("mail from joann@example.com bounced", False),  # another person's address
+    ("ann@example.com.evil.org", False),
+    ("ann.smith+ann@example.com", False),
+    ("x-ann@example.com", False),
+])
+def test_a_clear_address_is_matched_whole_never_inside_another(text: str, mentions: bool) -> None:
+    metadata = json.dumps({"note": text})
+    assert _mentions(metadata, [], "ann@example.com") is mentions

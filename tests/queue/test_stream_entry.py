@@ -59,6 +59,8 @@ def test_a_version_1_entry_queued_before_an_upgrade_is_still_read_and_stored_ali
 
 @pytest.mark.parametrize("data", [b"", b"{not json", b"[]", b'{"v": 2}', b'{"v": 1}',
                                   b'{"v": 3, "k": "x", "n": 1}', b'{"v": 2, "k": "x", "n": 1, "M": 5}',
+                                  b'{"v": 2, "k": "x", "n": 1, "M": null, "e": [1], "s": "info", "a": null,'
+                                  b' "ip": null, "ua": null, "r": null, "q": null}',
                                   b'{"v": 1, "k": 5, "n": 1}', b'{"v": 1, "k": "x", "n": "soon"}',
                                   b"{\"v\": 1, \"k\": \"\\ud800\"}" + b"\xff"])
 def test_what_is_not_an_entry_is_refused_with_a_reason(data: bytes) -> None:

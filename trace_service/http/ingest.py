@@ -95,11 +95,27 @@ def authenticate(limits: RateLimits, scope: str = "ingest") -> ApiKey:
 
 
 def refuse(status: int, message: str, retry_after: float | None = None) -> Response:
+    """The endpoint's JSON refusal: the message, the status, the request id (and Retry-After)."""
     response = jsonify(error=message, status=status, request_id=g.get("request_id"))
     response.status_code = status
     if retry_after is not None:
-        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        response.headers["Retry-After"] = retry_after_header(retry_after)
     return response
+
+
+def retry_after_header(seconds: float) -> str:
+    """``Retry-After`` in whole seconds, at least 1 (0 would invite an immediate retry storm)."""
+    return str(max(1, math.ceil(seconds)))
+
+
+def count_refusal(metrics: IngestMetrics, exc: IngestError) -> None:
+    """Count a request refused whole, and log key failures (throttled; never the key itself)."""
+    if exc.status in (401, 403):
+        metrics.auth_failures.inc()
+        auth_log().log(logging.WARNING, f"auth{exc.status}",
+                      "ingest refused a request from %s (%d): %s", request.remote_addr,
+                      exc.status, exc.message)
+    metrics.rejected.labels(reason=str(exc.status)).inc()
 
 
 def _room_or_refuse(writer: TraceWriter, count: int) -> None:
@@ -145,17 +161,21 @@ def _request_context(data: dict[str, Any]) -> context.RequestInfo:
     return context.RequestInfo(g.get("request_id"), ip, agent, None)
 
 
-def _discarded(writer: TraceWriter, index: int, data: dict[str, Any],
-               event_id: object) -> dict[str, Any] | None:
-    """The ``discarded`` result of an item the kill switch or sampling keeps out (counted as
-    such by the writer, the same decision ``record()`` makes), or None to store it."""
-    reason = writer.discard_reason(data["event_key"], data["severity"],
-                                   data["request_id"] or g.get("request_id"))
+Discards = list[tuple[DiscardReason, str]]
+
+
+def _discarded(writer: TraceWriter, index: int, data: dict[str, Any], event_id: object,
+               discards: Discards) -> dict[str, Any] | None:
+    """The ``discarded`` result of an item the kill switch, sampling or an opted-out actor keeps
+    out (the decision ``record()`` makes too), noted in ``discards`` for the caller to count
+    once the request is answered; or None to store it."""
+    reason = writer.gate.reason(data["event_key"], data["severity"],
+                                data["request_id"] or g.get("request_id"))
     if reason is None and _opted_out(writer, data["actor_admin_id"], None):
         reason = DiscardReason.OPTED_OUT
-        writer.count_discarded(reason, data["event_key"])
     if reason is None:
         return None
+    discards.append((reason, data["event_key"]))
     result: dict[str, Any] = {"index": index, "status": "discarded", "reason": str(reason)}
     if event_id is not None:
         result["event_id"] = str(event_id)
@@ -170,14 +190,14 @@ def _opted_out(writer: TraceWriter, actor_id: Any, metadata_text: str | None) ->
 
 
 def _record_item(writer: TraceWriter, entry: dict[str, Any], committed: set[str],
-                 window: float) -> dict[str, Any]:
+                 window: float, discards: Discards) -> dict[str, Any]:
     if "data" not in entry:
         return entry
     index, data = entry["index"], entry["data"]
     event_id = data.pop("event_id")
     if event_id is not None and str(event_id) in committed:
         return {"index": index, "status": "duplicate", "event_id": str(event_id)}
-    discarded = _discarded(writer, index, data, event_id)
+    discarded = _discarded(writer, index, data, event_id, discards)
     if discarded is not None:
         return discarded
     token = context.bind(_request_context(data))
@@ -192,8 +212,8 @@ def _record_item(writer: TraceWriter, entry: dict[str, Any], committed: set[str]
     return result
 
 
-def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]]) -> tuple[list[bytes],
-                                                                             list[dict[str, Any]]]:
+def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]],
+                  discards: Discards) -> tuple[list[bytes], list[dict[str, Any]]]:
     """The durable path: each valid item as a stream entry, masked here (no secret reaches
     Redis) and given an ``event_id`` when the client sent none (so a redelivered entry is a
     duplicate, never a second row); and the per-item results to answer once Redis took them."""
@@ -204,7 +224,7 @@ def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]]) -> tuple[li
             results.append(entry)
             continue
         index, data = entry["index"], entry["data"]
-        discarded = _discarded(writer, index, data, data["event_id"])
+        discarded = _discarded(writer, index, data, data["event_id"], discards)
         if discarded is not None:
             results.append(discarded)
             continue
@@ -220,7 +240,7 @@ def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]]) -> tuple[li
             masked = None if metadata is None else writer.masker.mask(metadata, owned=True)
             text = encode_metadata(masked)
             if _opted_out(writer, item.actor_admin_id, text):
-                writer.count_discarded(DiscardReason.OPTED_OUT, item.event_key)
+                discards.append((DiscardReason.OPTED_OUT, item.event_key))
                 results.append({"index": index, "status": "discarded",
                                 "reason": str(DiscardReason.OPTED_OUT), "event_id": event_id})
                 continue
@@ -233,6 +253,51 @@ def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]]) -> tuple[li
             context.unbind(token)
         results.append({"index": index, "status": "accepted", "event_id": event_id})
     return entries, results
+
+
+def admit(count: int) -> tuple[TraceWriter, TraceStream | None, bool]:
+    """The app's writer, its stream (None on the in-process path) and whether telemetry is
+    switched off, once there is room for ``count`` more traces (503 :class:`IngestError`
+    otherwise, before anything is stored)."""
+    writer: TraceWriter = current_app.extensions["trace_writer"]
+    stream: TraceStream | None = current_app.extensions.get("trace_stream")
+    switched_off = writer.gate.switch.off()  # every item discarded: no store is touched
+    if stream is None and not switched_off:
+        _room_or_refuse(writer, count)
+    return writer, stream, switched_off
+
+
+def store(writer: TraceWriter, stream: TraceStream | None, loaded: list[dict[str, Any]],
+          window: float, switched_off: bool) -> list[dict[str, Any]]:
+    """Store validated items (``{"index", "data"}``; any other entry is passed through as its
+    own result) on the durable path or through the writer, with the discards of sampling, the
+    kill switch and opt-outs; the per-item results. Raises 503 :class:`IngestError` when Redis or
+    the database cannot take them (nothing stored)."""
+    discards: Discards = []
+    if stream is not None:
+        entries, results = _stream_items(writer, loaded, discards)
+        if entries:
+            stream.append(entries)  # 202 only once Redis holds them all (503 otherwise)
+    else:
+        committed = set() if switched_off else _stored_ids(loaded, window)
+        results = [_record_item(writer, entry, committed, window, discards) for entry in loaded]
+    # Counted once the items are answered: after a 503 (Redis refused) the client retries, and
+    # counting before would count them twice.
+    for reason, key in discards:
+        writer.count_discarded(reason, key)
+    return results
+
+
+RESULT_STATUSES = ("accepted", "duplicate", "rejected", "dropped", "discarded")
+
+
+def count_results(metrics: IngestMetrics, results: list[dict[str, Any]]) -> dict[str, int]:
+    """How many results have each status, counted in the metrics too."""
+    counts = {status: sum(1 for r in results if r["status"] == status) for status in RESULT_STATUSES}
+    metrics.accepted.inc(counts["accepted"])
+    if counts["rejected"]:
+        metrics.rejected.labels(reason="invalid_item").inc(counts["rejected"])
+    return counts
 
 
 @ingest.post("/api/telemetry/traces")
@@ -248,36 +313,16 @@ def post_traces() -> Any:
             request.headers.get("Content-Encoding"),
             BodyLimits(config.ingest_max_bytes, config.ingest_max_items),
         )
-        writer: TraceWriter = current_app.extensions["trace_writer"]
-        stream: TraceStream | None = current_app.extensions.get("trace_stream")
-        switched_off = writer.gate.switch.off()  # every item discarded: no store is touched
-        if stream is None and not switched_off:
-            _room_or_refuse(writer, len(items))
+        writer, stream, switched_off = admit(len(items))
         metrics.received.inc(len(items))
-        window = config.idempotency_window
         loaded = _validate(items)
-        if stream is not None:
-            entries, results = _stream_items(writer, loaded)
-            if entries:
-                stream.append(entries)  # 202 only once Redis holds them all (503 otherwise)
-        else:
-            committed = set() if switched_off else _stored_ids(loaded, window)
-            results = [_record_item(writer, entry, committed, window) for entry in loaded]
+        results = store(writer, stream, loaded, config.idempotency_window, switched_off)
     except IngestError as exc:
-        if exc.status in (401, 403):
-            metrics.auth_failures.inc()
-            auth_log().log(logging.WARNING, f"auth{exc.status}",
-                          "ingest refused a request from %s (%d): %s", request.remote_addr,
-                          exc.status, exc.message)
-        metrics.rejected.labels(reason=str(exc.status)).inc()
+        count_refusal(metrics, exc)
         return refuse(exc.status, exc.message, exc.retry_after)
     finally:
         metrics.latency.observe(time.perf_counter() - started)
-    counts = {status: sum(1 for r in results if r["status"] == status)
-              for status in ("accepted", "duplicate", "rejected", "dropped", "discarded")}
-    metrics.accepted.inc(counts["accepted"])
-    if counts["rejected"]:
-        metrics.rejected.labels(reason="invalid_item").inc(counts["rejected"])
+    counts = count_results(metrics, results)
     status = 422 if counts["rejected"] == len(results) else 202
     body = {"request_id": g.get("request_id"), **counts, "items": results}
     if not batch and status == 202:
