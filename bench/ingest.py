@@ -13,6 +13,16 @@ Target (issue 6): single-trace requests/s >= 0.7x the bare handler.
 (``TRACE_QUEUE_URL``, a redis-server of its own with ``appendfsync everysec`` in a temporary
 directory), where a request is answered once Redis holds its masked traces; the ratio printed is
 stream / in-process. Target (issue 17): >= 0.9x the in-process path's requests/s.
+
+``--otlp`` adds, in the same run and under the same gunicorn, OTLP/HTTP: protobuf batches of 500
+log records carrying the same 500 traces (the event key as the record's event name, the fields
+as attributes) posted to ``/v1/logs`` with the same 4 connections, rows/s printed next to our JSON
+batches with the ratio OTLP / JSON. Each request's records are made distinct (a counter in the
+resource, spliced into the body per request by wrk's Lua), so their derived ``event_id`` values
+are new and every row is inserted, not skipped as a retry's duplicate; the ids are claimed in
+``trace_ingest_events`` as the receiver always does, which the JSON batches (no ``event_id``) skip.
+With ``--otlp`` both batch runs start once the writers have written the run before (the table
+stops growing), so neither shares the CPUs with the other's backlog.
 """
 
 from __future__ import annotations
@@ -35,6 +45,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest  # noqa: E402
+from opentelemetry.proto.common.v1.common_pb2 import (  # noqa: E402
+    AnyValue,
+    ArrayValue,
+    InstrumentationScope,
+    KeyValue,
+    KeyValueList,
+)
+from opentelemetry.proto.logs.v1.logs_pb2 import (  # noqa: E402
+    SEVERITY_NUMBER_INFO,
+    LogRecord,
+    ResourceLogs,
+    ScopeLogs,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource  # noqa: E402
 
 from bench.scratch_db import scratch_database  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
@@ -46,6 +71,39 @@ TRACE = {"event_key": "auth.login.attempt", "severity": "info", "actor_admin_id"
          "route_name": "admins.list",
          "metadata": {"target_id": 3, "reason": "password_reset_requested",
                       "client": {"platform": "web", "version": "4.12.1"}, "tags": ["auth", "stepup"]}}
+
+# Replaced in every request by wrk's Lua (a thread number and a counter, as many characters).
+BATCH_MARK = b"BENCH-BATCH-MARK"
+
+
+def _any(value: object) -> AnyValue:
+    if isinstance(value, dict):
+        return AnyValue(kvlist_value=KeyValueList(values=[KeyValue(key=k, value=_any(v))
+                                                          for k, v in value.items()]))
+    if isinstance(value, list):
+        return AnyValue(array_value=ArrayValue(values=[_any(v) for v in value]))
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    return AnyValue(string_value=str(value))
+
+
+def otlp_batch(count: int) -> tuple[bytes, bytes]:
+    """An ExportLogsServiceRequest of ``count`` records holding TRACE, as protobuf, split around
+    BATCH_MARK (a resource attribute): wrk puts a per-request value there."""
+    fields = {"actor_admin_id": TRACE["actor_admin_id"], "route_name": TRACE["route_name"],
+              **TRACE["metadata"]}  # type: ignore[dict-item]
+    attributes = [KeyValue(key=key, value=_any(value)) for key, value in fields.items()]
+    start = time.time_ns()
+    records = [LogRecord(time_unix_nano=start + n * 1000, severity_number=SEVERITY_NUMBER_INFO,
+                         severity_text="INFO",
+                         event_name=str(TRACE["event_key"]), attributes=attributes) for n in range(count)]
+    resource = Resource(attributes=[KeyValue(key="service.name", value=_any("php-admin")),
+                                    KeyValue(key="bench.batch", value=_any(BATCH_MARK.decode()))])
+    body = ExportLogsServiceRequest(resource_logs=[ResourceLogs(resource=resource, scope_logs=[
+        ScopeLogs(scope=InstrumentationScope(name="bench"), log_records=records)])]).SerializeToString()
+    prefix, mark, suffix = body.partition(BATCH_MARK)
+    assert mark and BATCH_MARK not in suffix
+    return prefix, suffix
 
 
 def free_port() -> int:
@@ -71,16 +129,45 @@ def start(app: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit(f"{app} did not start")
 
 
-def wrk(port: int, body: str, headers: dict[str, str], duration: int, connections: int) -> dict[str, float]:
-    lua = "wrk.method = 'POST'\nwrk.body = " + json.dumps(body) + "\n" + "".join(
+# Each request's body: the prefix, this thread's number and its request count (16 characters, as
+# many as BATCH_MARK), the suffix. wrk gives each thread its own Lua state, numbered in setup().
+_SPLICE = """
+local function slurp(path)
+  local f = assert(io.open(path, "rb")); local s = f:read("*a"); f:close(); return s
+end
+local prefix, suffix = slurp(%s), slurp(%s)
+local threads, sent = 0, 0
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
+function request()
+  sent = sent + 1
+  return wrk.format(nil, nil, nil, prefix .. string.format("%%04d%%012d", tid or 0, sent) .. suffix)
+end
+"""
+
+
+def wrk(port: int, body: str | tuple[bytes, bytes], headers: dict[str, str], duration: int,
+        connections: int, path: str = "/api/telemetry/traces") -> dict[str, float]:
+    """wrk's figures for POSTs of ``body`` (or, for a (prefix, suffix) pair, of bodies made
+    distinct per request) to ``path``."""
+    lua = "wrk.method = 'POST'\n" + "".join(
         f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in headers.items())
+    parts: list[str] = []
+    if isinstance(body, str):
+        lua += "wrk.body = " + json.dumps(body) + "\n"
+    else:
+        for part in body:
+            with tempfile.NamedTemporaryFile("wb", suffix=".bin", delete=False) as data:
+                data.write(part)
+            parts.append(data.name)
+        lua += _SPLICE % (json.dumps(parts[0]), json.dumps(parts[1]))
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua)
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name,
-         f"http://127.0.0.1:{port}/api/telemetry/traces"],
+         f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True).stdout
-    os.unlink(script.name)
+    for name in (script.name, *parts):
+        os.unlink(name)
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
@@ -94,12 +181,27 @@ def wrk(port: int, body: str, headers: dict[str, str], duration: int, connection
             "requests": float(total.group(1)) if total else 0.0}
 
 
+def settle(engine: sa.Engine, timeout: float = 120.0) -> None:
+    """Wait until the table stops growing: the writers have written what the last run queued,
+    so that the next run does not share the CPUs with that backlog."""
+    last, deadline = -1, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            count = conn.execute(sa.text("SELECT COUNT(*) FROM telemetry_traces")).scalar_one()
+        if count == last:
+            return
+        last = count
+        time.sleep(1.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--queue", choices=["redis"], default=None,
                         help="also run ours on the durable path, through a Redis stream")
+    parser.add_argument("--otlp", action="store_true",
+                        help="also post OTLP/HTTP protobuf batches of 500 log records to ours")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -125,8 +227,14 @@ def main() -> None:
         try:
             for name, app, app_env in contenders:
                 process, port = start(app, app_env)
-                results[name] = (wrk(port, single, headers, args.duration, args.connections),
-                                 wrk(port, batch, headers, args.duration, 4))
+                first = wrk(port, single, headers, args.duration, args.connections)
+                if args.otlp and name == "ours":
+                    settle(engine)  # both batch runs start with the writers idle
+                results[name] = (first, wrk(port, batch, headers, args.duration, 4))
+                if args.otlp and name == "ours":
+                    settle(engine)
+                    otlp = wrk(port, otlp_batch(500), {**headers, "Content-Type": "application/x-protobuf"},
+                               args.duration, 4, "/v1/logs")
                 process.send_signal(signal.SIGTERM)
                 process.wait(90)
         finally:
@@ -149,6 +257,15 @@ def main() -> None:
               f"  ({ob['non2xx']:.0f} of {ob['requests']:.0f} answered 503: the writer's queue was full)"
               f"\n                 ratio {ours_rows / (bb['rps'] * 500):.2f}x")
         counted = os_["requests"] - os_["non2xx"] + (ob["requests"] - ob["non2xx"]) * 500
+        if args.otlp:
+            otlp_rows = (otlp["requests"] - otlp["non2xx"]) * 500 / args.duration
+            counted += (otlp["requests"] - otlp["non2xx"]) * 500
+            print(f"\n  OTLP/HTTP, protobuf batches of 500 log records to /v1/logs (the same traces)"
+                  f"\n           JSON: {ours_rows:7.0f} rows/s accepted  p50 {ob['p50']:6.2f} ms  (above)"
+                  f"\n           OTLP: {otlp_rows:7.0f} rows/s accepted  p50 {otlp['p50']:6.2f} ms"
+                  f"  ({otlp['non2xx']:.0f} of {otlp['requests']:.0f} not 200)"
+                  f"\n                 ratio OTLP / JSON {otlp_rows / max(ours_rows, 1):.2f}x"
+                  "  (OTLP's rows also claim their derived event_id; the JSON batches carry none)")
         print(f"\n  rows stored after a graceful stop: {stored}; wrk counted {counted:.0f} accepted "
               "(requests still in flight when wrk stops are served but not counted by wrk)")
         if "stream" in results:

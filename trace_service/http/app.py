@@ -32,6 +32,7 @@ from trace_service.http.ingest import ingest
 from trace_service.http.keys import KeyStore
 from trace_service.http.metrics import IngestMetrics
 from trace_service.http.openapi import DOCUMENT
+from trace_service.http.otlp import otlp
 from trace_service.http.rate_limits import RateLimits
 from trace_service.http.reports_view import reports_view
 from trace_service.http.stream import TraceStream, queue_status
@@ -75,6 +76,7 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
     app.register_blueprint(health)
     app.register_blueprint(reports_view)
     app.register_blueprint(traces_view)  # GETs beside ingest's POST on /api/telemetry/traces
+    app.register_blueprint(otlp)  # OTLP/HTTP: /v1/logs, /v1/traces
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.cli = ServiceCommands(app.name)

@@ -268,18 +268,22 @@ def admit(count: int) -> tuple[TraceWriter, TraceStream | None, bool]:
 
 
 def store(writer: TraceWriter, stream: TraceStream | None, loaded: list[dict[str, Any]],
-          window: float, switched_off: bool) -> list[dict[str, Any]]:
+          window: float, switched_off: bool, *, read_stored: bool = True) -> list[dict[str, Any]]:
     """Store validated items (``{"index", "data"}``; any other entry is passed through as its
     own result) on the durable path or through the writer, with the discards of sampling, the
     kill switch and opt-outs; the per-item results. Raises 503 :class:`IngestError` when Redis or
-    the database cannot take them (nothing stored)."""
+    the database cannot take them (nothing stored).
+
+    ``read_stored`` first reads which event ids are already stored, to answer them
+    ``duplicate``; a caller that answers no item by item passes False: the writer skips them all
+    the same, in the transaction that claims the ids."""
     discards: Discards = []
     if stream is not None:
         entries, results = _stream_items(writer, loaded, discards)
         if entries:
             stream.append(entries)  # 202 only once Redis holds them all (503 otherwise)
     else:
-        committed = set() if switched_off else _stored_ids(loaded, window)
+        committed = set() if switched_off or not read_stored else _stored_ids(loaded, window)
         results = [_record_item(writer, entry, committed, window, discards) for entry in loaded]
     # Counted once the items are answered: after a 503 (Redis refused) the client retries, and
     # counting before would count them twice.

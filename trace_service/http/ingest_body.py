@@ -36,7 +36,10 @@ class BodyLimits:
     max_items: int = 500
 
 
-def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:
+def decompress(raw: bytes, encoding: str, limit: int) -> bytes:
+    """``raw`` as sent with ``Content-Encoding: encoding`` (none, identity or gzip), at most
+    ``limit`` bytes once decompressed; :class:`IngestError` 415, 400 or 413 otherwise (also used
+    by the OTLP receiver, ``trace_service.http.otlp``)."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return raw
@@ -153,7 +156,7 @@ def decode_body(
     raw: bytes, content_type: str | None, content_encoding: str | None, limits: BodyLimits
 ) -> tuple[list[Any], bool]:
     """The raw items of a request, and whether it was a batch (a JSON list)."""
-    data = _decompress(raw, content_encoding or "", limits.max_bytes)
+    data = decompress(raw, content_encoding or "", limits.max_bytes)
     if len(data) > limits.max_bytes:
         raise IngestError(413, f"the body is over {limits.max_bytes} bytes: send smaller batches")
     mimetype = (content_type or "").split(";", 1)[0].strip().lower()

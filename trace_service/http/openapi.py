@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trace_service.http import otlp_openapi
 from trace_service.lookup import DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, MAX_TEXT, WALL_TIME_PATTERN
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -170,6 +171,7 @@ DOCUMENT: dict[str, Any] = {
             "TraceForm": TRACE_FORM,
             "StoredTrace": STORED_TRACE,
             "TracePage": TRACE_PAGE,
+            **otlp_openapi.SCHEMAS,
             "Error": {"type": "object", "required": ["error", "status"], "properties": {
                 "error": {"type": "string"}, "status": {"type": "integer"},
                 "request_id": {"type": ["string", "null"]}}},
@@ -246,5 +248,6 @@ DOCUMENT: dict[str, Any] = {
                           "429": _answer("Rate limited", _ERROR, _RETRY)},
         }},
         "/api/telemetry/traces/{id}": {"get": TRACE_SHOW},
+        **otlp_openapi.paths(_ECHO, _RETRY),
     },
 }
