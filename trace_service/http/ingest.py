@@ -25,10 +25,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import ValidationError
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from governance.errors import IngestError
@@ -92,6 +94,26 @@ def authenticate(limits: RateLimits, scope: str = "ingest") -> ApiKey:
         raise IngestError(429, "over this key's rate limit (TRACE_INGEST_RATE): batch the traces "
                                "or retry after Retry-After seconds", wait)
     return key
+
+
+def require_key(scope: str) -> Callable[[], Response | None]:
+    """A ``before_request`` hook for a blueprint whose every view needs a key with ``scope``:
+    the refusal (401/403/429) as :func:`refuse` answers it, or None to go on."""
+
+    def check() -> Response | None:
+        try:
+            authenticate(current_app.extensions["trace_ratelimits"], scope)
+        except IngestError as exc:
+            return refuse(exc.status, exc.message, exc.retry_after)
+        return None
+
+    return check
+
+
+def app_engine() -> Engine:
+    """The app's database engine."""
+    engine: Engine = current_app.extensions["trace_engine"]
+    return engine
 
 
 def refuse(status: int, message: str, retry_after: float | None = None) -> Response:

@@ -14,30 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
-from sqlalchemy.engine import Engine
+from flask import Blueprint, Response, g, jsonify, request
 
-from governance.errors import IngestError
 from governance.report_render import to_csv, to_html, to_html_list
 from governance.report_store import StoredReport, get_report, list_reports
-from trace_service.http.ingest import authenticate, refuse
+from trace_service.http.ingest import app_engine, refuse, require_key
 
 reports_view = Blueprint("reports", __name__)
 _FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
-@reports_view.before_request
-def _require_key() -> Any:
-    try:
-        authenticate(current_app.extensions["trace_ratelimits"], "reports:read")
-    except IngestError as exc:
-        return refuse(exc.status, exc.message, exc.retry_after)
-    return None
-
-
-def _engine() -> Engine:
-    engine: Engine = current_app.extensions["trace_engine"]
-    return engine
+reports_view.before_request(require_key("reports:read"))
 
 
 def _wants_html() -> bool:
@@ -51,7 +38,7 @@ def index() -> Any:
     raw = request.args.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
         return refuse(400, f"limit={raw!r} is invalid: use a whole number from 1 to 1000")
-    stored = list_reports(_engine(), int(raw))
+    stored = list_reports(app_engine(), int(raw))
     if _wants_html():
         return Response(to_html_list([r.summary() for r in stored]), mimetype="text/html")
     return jsonify(reports=[r.summary() for r in stored], request_id=g.get("request_id"))
@@ -75,7 +62,7 @@ MAX_ID = 2**63 - 1  # BIGINT: a larger id cannot exist, and SQLite's driver over
 
 
 def _render(report_id: int, fmt: str) -> Any:
-    stored = get_report(_engine(), report_id) if report_id <= MAX_ID else None
+    stored = get_report(app_engine(), report_id) if report_id <= MAX_ID else None
     if stored is None:
         return refuse(404, f"no report {report_id}: GET /reports lists them")
     body = _body(stored, fmt)

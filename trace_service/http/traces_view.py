@@ -20,12 +20,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from governance.errors import IngestError, LayoutError, TraceInputError
-from trace_service.http.ingest import authenticate, refuse
+from governance.errors import LayoutError, TraceInputError
+from trace_service.http.ingest import app_engine, refuse, require_key
 from trace_service.lookup import (
     FIELDS,
     TraceQuery,
@@ -42,18 +42,7 @@ SCOPE = "traces:read"
 _SHOWN = 80  # characters of a refused value quoted back in the error
 
 
-@traces_view.before_request
-def _require_key() -> Any:
-    try:
-        authenticate(current_app.extensions["trace_ratelimits"], SCOPE)
-    except IngestError as exc:
-        return refuse(exc.status, exc.message, exc.retry_after)
-    return None
-
-
-def _engine() -> Engine:
-    engine: Engine = current_app.extensions["trace_engine"]
-    return engine
+traces_view.before_request(require_key(SCOPE))
 
 
 def _shown(raw: str) -> str:
@@ -97,7 +86,7 @@ def show_trace(trace_id: str) -> Any:
 def _answer(read: Callable[[Engine], dict[str, Any] | None], missing: str = "") -> Any:
     """``read``'s result as JSON; 404 for None; 503 when the database cannot answer."""
     try:
-        body = read(_engine())
+        body = read(app_engine())
     except LayoutError as exc:
         return refuse(503, str(exc), 30.0)
     except SQLAlchemyError as exc:
