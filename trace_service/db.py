@@ -9,6 +9,7 @@ answer (``trace_service.layout`` does the deciding).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterable
@@ -99,10 +100,22 @@ def error_code(exc: BaseException) -> int | None:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the web process read while the writer thread writes.
+    """WAL lets the web process read while the writer thread writes. The mode is kept in the
+    file, so only the first connection to a new file switches it. Switching needs the file to
+    itself: while another connection is in a transaction on a file not yet in WAL (the app's
+    threads opening a new file at start, a migration running), the switch waits out the busy
+    timeout and fails with "database is locked". Such a connection goes on in the file's current
+    mode rather than fail its caller; a later connection switches the file."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
+    try:
+        (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+    finally:
+        cursor.close()
 
 
 def read_columns(engine: Engine, table: str = TABLE_NAME) -> dict[str, int | None]:
