@@ -55,14 +55,18 @@ class Gate:
     def __init__(self, switch: KillSwitch, sampling: SamplingPolicy | None) -> None:
         self.switch = switch
         self.sampling = None if sampling is None or sampling.keeps_everything else sampling
-        self.policy = sampling
+
+    def sampled_out(self, event_key: str, severity: object, request_id: str | None) -> bool:
+        """Whether the sampling policy keeps this trace out (``severity`` as given: a name in
+        any case, or Monolog's number)."""
+        sampling = self.sampling
+        return sampling is not None and not sampling.keeps(
+            event_key, canonical_severity(severity), request_id)
 
     def reason(self, event_key: str, severity: object, request_id: str | None) -> DiscardReason | None:
         """Why a trace is not to be stored, or None to store it."""
         if self.switch.off():
             return DiscardReason.DISABLED
-        sampling = self.sampling
-        if sampling is not None and not sampling.keeps(event_key, canonical_severity(severity),
-                                                        request_id):
+        if self.sampled_out(event_key, severity, request_id):
             return DiscardReason.SAMPLED_OUT
         return None

@@ -63,7 +63,6 @@ from trace_service.opt_outs import OptOutCache
 from trace_service.php_json import snapshot
 from trace_service.queue import DiscardReason, DropReason, Sink, Tally, TraceItem, TraceQueue
 from trace_service.sink import TraceSink
-from trace_service.values import canonical_severity
 from trace_service.worker import Worker
 
 logger = logging.getLogger("trace_service.writer")
@@ -200,15 +199,14 @@ class TraceWriter:
             if gate.switch.off():  # before any work: switched off, a record costs nothing
                 self._queue.count_discarded(DiscardReason.DISABLED, event_key)
                 return False
-            sampling = gate.sampling
             # Decided before the item is made: a sampled-out record skips the metadata snapshot,
             # so it costs its caller less than a kept one (bench/writer.py, part 3). Only for a
             # valid key and request id: anything else is make_item's to reject as invalid. An
             # empty request id means the context's, as the endpoint decides it.
-            if sampling is not None and type(event_key) is str and 0 < len(event_key) <= MAX_EVENT_KEY:
+            if gate.sampling is not None and type(event_key) is str and 0 < len(event_key) <= MAX_EVENT_KEY:
                 decided_by = request_id or context.current().request_id
-                if (decided_by is None or type(decided_by) is str) and not sampling.keeps(
-                        event_key, canonical_severity(severity), decided_by):
+                if (decided_by is None or type(decided_by) is str) and gate.sampled_out(
+                        event_key, severity, decided_by):
                     self._queue.count_discarded(DiscardReason.SAMPLED_OUT, event_key)
                     return False
             if not self._worker.accepting:

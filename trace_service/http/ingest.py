@@ -261,7 +261,7 @@ def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]],
             # so that the consumers only write.
             masked = None if metadata is None else writer.masker.mask(metadata, owned=True)
             text = encode_metadata(masked)
-            if _opted_out(writer, item.actor_admin_id, text):
+            if _opted_out(writer, None, text):  # the actor was checked by _discarded
                 discards.append((DiscardReason.OPTED_OUT, item.event_key))
                 results.append({"index": index, "status": "discarded",
                                 "reason": str(DiscardReason.OPTED_OUT), "event_id": event_id})
