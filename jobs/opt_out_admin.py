@@ -16,10 +16,9 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from governance.errors import ConfigError
-from governance.hashing import Keyring, email_hash, normalise_email
+from governance.hashing import Keyring, normalise_email
 from jobs.ledger import RunRecord, details_json, record_run
-from jobs.subject_rows import Subject, describe
+from jobs.subject_rows import Subject, describe, keyed_email_hashes
 from trace_service.opt_outs import ACTOR, EMAIL_HASH, TABLE
 
 _table = sa.table(TABLE, sa.column("kind", sa.String()), sa.column("value", sa.String()),
@@ -44,13 +43,8 @@ def _values(subject: Subject, keyring: Keyring | None) -> list[tuple[str, str, s
     """``(kind, value, key_id)`` rows that stand for ``subject``."""
     if subject.actor_id is not None:
         return [(ACTOR, str(subject.actor_id), None)]
-    if keyring is None:
-        raise ConfigError("CRYPTO_KEYS is not set: an email is kept only as its keyed hash, so "
-                          "opting out by email needs the same CRYPTO_KEYS (and every retired key) "
-                          "as the PHP application")
     email = normalise_email(subject.email or "")
-    return [(EMAIL_HASH, email_hash(email, keyring, key_id).hash, key_id)
-            for key_id in sorted(keyring.keys)]
+    return [(EMAIL_HASH, hashed, key_id) for key_id, hashed in keyed_email_hashes(email, keyring)]
 
 
 def add_opt_out(engine: Engine, subject: Subject, keyring: Keyring | None) -> int:

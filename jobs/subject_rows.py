@@ -46,15 +46,22 @@ class Subject:
         return "actor_id" if self.actor_id is not None else "email"
 
 
-def email_hashes(email: str, keyring: Keyring | None, active_only: bool = False) -> list[str]:
-    """The email's hash under every key of the rotation set (or only the active key)."""
+def keyed_email_hashes(email: str, keyring: Keyring | None,
+                       active_only: bool = False) -> list[tuple[str, str]]:
+    """``(key id, hash)`` of the email under every key of the rotation set (or only the active
+    key); :class:`ConfigError` without ``CRYPTO_KEYS``."""
     if keyring is None:
         raise ConfigError(
             "CRYPTO_KEYS is not set: emails are stored as keyed hashes, so finding a person's rows "
-            "by email (erase, export) needs the same CRYPTO_KEYS (and every retired key) as the "
-            "PHP application")
+            "by email (erase, export, opt-out) needs the same CRYPTO_KEYS (and every retired key) "
+            "as the PHP application")
     ids = [keyring.active_id] if active_only else sorted(keyring.keys)
-    return [email_hash(email, keyring, key_id).hash for key_id in ids]
+    return [(key_id, email_hash(email, keyring, key_id).hash) for key_id in ids]
+
+
+def email_hashes(email: str, keyring: Keyring | None, active_only: bool = False) -> list[str]:
+    """The email's hash under every key of the rotation set (or only the active key)."""
+    return [hashed for _, hashed in keyed_email_hashes(email, keyring, active_only)]
 
 
 def _strings(value: Any) -> Iterator[str]:
