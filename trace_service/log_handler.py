@@ -62,17 +62,6 @@ def severity_of(levelno: int) -> str:
     return next((name for level, name in _LEVELS if levelno >= level), "debug")
 
 
-def _plain(value: Any) -> Any:
-    """A value as JSON data: containers walked, anything else its ``str``."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
-    return str(value)
-
-
 def _shared_writer() -> TraceWriter:
     """One writer per process for handlers configured without one (from the TRACE_* env). A
     configuration that cannot make one (a bad setting or policy file) is tried once: every later
@@ -134,7 +123,9 @@ class TraceHandler(logging.Handler):
         metadata: dict[str, Any] = {"message": record.getMessage(), "logger": record.name}
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                metadata[key] = _plain(value)
+                # As given: record() copies it into PHP's JSON types (php_json.snapshot: keys
+                # cast as PHP does, sets sorted, other objects their str()).
+                metadata[key] = value
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             kind = type(exc)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import logging.config
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -58,7 +59,8 @@ def shop_app() -> Flask:
     @app.post("/orders/<int:order>/pay")
     def pay(order: int) -> Any:
         log.info("payment started", extra={"event_key": "checkout.payment", "order": order,
-                                            "card": "4111 1111 1111 1111"})
+                                            "card": "4111 1111 1111 1111",
+                                            "amount": Decimal("12.50"), "tags": {"eu"}})
         log.warning("payment declined for order %s", order)
         try:
             raise ValueError("gateway said: password=hunter2 rejected")
@@ -87,6 +89,7 @@ def test_log_records_in_a_request_become_masked_traces_with_its_request_id(
     assert {r.route_name for r in rows} == {"pay"}
     first, second, third = (r.metadata or {} for r in rows)
     assert first["message"] == "payment started" and first["order"] == 42
+    assert first["amount"] == "12.50" and first["tags"] == ["eu"]  # as PHP's JSON can hold them
     assert first["card"] != "4111 1111 1111 1111"  # masked like any metadata
     assert second["message"] == "payment declined for order 42" and second["logger"] == APP_LOGGER
     assert third["exception"]["type"] == "builtins.ValueError"
