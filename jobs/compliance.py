@@ -114,7 +114,8 @@ def _run_dict(row: LedgerRow) -> dict[str, Any]:
         # The subject as the run described it (``email_hash 1a2b3c…``): the ledger has no email.
         details = json.loads(row.record.details or "{}")
         out["subject"] = details.get("subject")
-        out["action"] = details.get("action")
+        if row.record.job == "opt_out":
+            out["action"] = details.get("action")  # add or remove
         if row.record.job == "export":
             out["rows_exported"] = details.get("count")
             out["format"] = details.get("format")
