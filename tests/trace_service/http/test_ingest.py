@@ -12,9 +12,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.support.php_schema import create_php_table
 from tests.trace_service.http.test_forms import PHP_BODY
 from trace_service import migrate
 from trace_service.config import DatabaseURL
+from trace_service.db import create_engine
 from trace_service.http.app import create_app
 from trace_service.http.config import TestingConfig
 from trace_service.http.openapi import DOCUMENT
@@ -44,6 +46,16 @@ class Ingest:
     def stored(self) -> list[StoredTrace]:
         assert self.app.extensions["trace_writer"].flush(10)
         return read_traces(self.app.extensions["trace_engine"])
+
+
+def make_ingest_on_layout(database_url: str, layout: str, **settings: Any) -> Ingest:
+    """:func:`make_ingest` over our layout A, or over PHP's layout B made first (the migration
+    adopts it)."""
+    if layout == "B":
+        engine = create_engine(database_url)
+        create_php_table(engine, "B")
+        engine.dispose()
+    return make_ingest(database_url, **settings)
 
 
 def make_ingest(database_url: str, **settings: Any) -> Ingest:

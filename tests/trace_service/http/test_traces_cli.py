@@ -11,25 +11,15 @@ import sqlalchemy as sa
 from click.testing import Result
 from flask import Flask
 
-from tests.support.php_schema import create_php_table
-from tests.trace_service.http.test_ingest import make_ingest
+from tests.trace_service.http.test_ingest import make_ingest_on_layout
 from tests.trace_service.test_lookup import BASE, Row, Table
-from trace_service import migrate
-from trace_service.db import create_engine
 from trace_service.http.traces_cli import traces_cli
 from trace_service.lookup import TraceQuery, find_traces
 
 
 @pytest.fixture(params=["A", "B"])
 def app_table(request: pytest.FixtureRequest, database_url: str) -> Iterator[tuple[Flask, Table]]:
-    engine = create_engine(database_url)
-    if request.param == "B":
-        create_php_table(engine, "B")
-    # Migrated before the app starts its threads: on a new SQLite file their first connections
-    # and the migration's would race to switch it to WAL ("database is locked").
-    migrate.upgrade(engine)
-    engine.dispose()
-    made = make_ingest(database_url)
+    made = make_ingest_on_layout(database_url, request.param)
     yield made.app, Table(made.app.extensions["trace_engine"], request.param)
     made.app.extensions["trace_writer"].close(2)
     made.app.extensions["trace_engine"].dispose()

@@ -13,11 +13,9 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support.php_schema import create_php_table
-from tests.trace_service.http.test_ingest import URL, make_ingest
+from tests.trace_service.http.test_ingest import URL, make_ingest_on_layout
 from tests.trace_service.test_lookup import BASE, Row, Table
-from trace_service import migrate
-from trace_service.db import create_engine, forget_layout
+from trace_service.db import forget_layout
 from trace_service.lookup import MAX_ID
 
 
@@ -36,14 +34,7 @@ class Api:
 @pytest.fixture(params=["A", "B"])
 def api(request: pytest.FixtureRequest, database_url: str) -> Iterator[Api]:
     """The app on each backend, over our layout A or PHP's layout B (adopted by the migration)."""
-    engine = create_engine(database_url)
-    if request.param == "B":
-        create_php_table(engine, "B")
-    # Migrated before the app starts its threads: on a new SQLite file their first connections
-    # and the migration's would race to switch it to WAL ("database is locked").
-    migrate.upgrade(engine)
-    engine.dispose()
-    made = make_ingest(database_url)
+    made = make_ingest_on_layout(database_url, request.param)
     store = made.app.extensions["trace_keys"]
     keys = {"ingest": made.key, "reports": made.reports_key,
             "traces": store.create("operator", ["traces:read"])[1],
