@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import TextIO
 
@@ -146,6 +147,15 @@ def verify_report(report_id: int) -> None:
     click.echo(f"report {report_id}: content matches sha256 {stored.sha256}")
 
 
+def subject_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--actor-id N`` and ``--email ADDRESS|-``: the person a command is about (read by
+    :func:`_subject`)."""
+    command = click.option("--email", default=None,
+                           help="The person's email; '-' reads it from stdin.")(command)
+    return click.option("--actor-id", type=click.IntRange(min=1), default=None,
+                        help="The admin's id.")(command)
+
+
 def _subject(actor_id: int | None, email: str | None) -> Subject:
     """The person named by ``--actor-id`` or ``--email`` (``-``: read from stdin, out of shell
     history). An address is never echoed back, not even a malformed one."""
@@ -160,8 +170,7 @@ def _subject(actor_id: int | None, email: str | None) -> Subject:
 
 
 @governance_cli.command("erase")
-@click.option("--actor-id", type=click.IntRange(min=1), default=None, help="The admin's id.")
-@click.option("--email", default=None, help="The person's email; '-' reads it from stdin.")
+@subject_options
 @click.option("--execute", is_flag=True, help="Delete (without it: a dry run that only counts).")
 @click.option("--opt-out", "opt_out", is_flag=True,
               help="Also opt the person out, so no new trace of theirs is stored (with --execute).")
@@ -195,8 +204,7 @@ def opt_out_group() -> None:
 
 
 @opt_out_group.command("add")
-@click.option("--actor-id", type=click.IntRange(min=1), default=None, help="The admin's id.")
-@click.option("--email", default=None, help="The person's email; '-' reads it from stdin.")
+@subject_options
 def opt_out_add(actor_id: int | None, email: str | None) -> None:
     """Opt a person out (kept as their id, or their email's hash under every CRYPTO_KEYS key)."""
     subject = _subject(actor_id, email)
@@ -209,8 +217,7 @@ def opt_out_add(actor_id: int | None, email: str | None) -> None:
 
 
 @opt_out_group.command("remove")
-@click.option("--actor-id", type=click.IntRange(min=1), default=None, help="The admin's id.")
-@click.option("--email", default=None, help="The person's email; '-' reads it from stdin.")
+@subject_options
 def opt_out_remove(actor_id: int | None, email: str | None) -> None:
     """Withdraw a person's opt-out."""
     subject = _subject(actor_id, email)
@@ -265,8 +272,7 @@ def _open_existing(path: str) -> int:
 
 
 @governance_cli.command("export")
-@click.option("--actor-id", type=click.IntRange(min=1), default=None, help="The admin's id.")
-@click.option("--email", default=None, help="The person's email; '-' reads it from stdin.")
+@subject_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Write the export to this file (mode 0600) instead of standard output.")
