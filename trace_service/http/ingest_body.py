@@ -36,12 +36,20 @@ class BodyLimits:
     max_items: int = 500
 
 
+def body_too_large(limit: int) -> IngestError:
+    """The 413 of a body over ``TRACE_INGEST_MAX_BYTES``, as sent or once decompressed."""
+    return IngestError(413, f"the body is over {limit} bytes (TRACE_INGEST_MAX_BYTES): send "
+                            "smaller batches")
+
+
 def decompress(raw: bytes, encoding: str, limit: int) -> bytes:
     """``raw`` as sent with ``Content-Encoding: encoding`` (none, identity or gzip), at most
     ``limit`` bytes once decompressed; :class:`IngestError` 415, 400 or 413 otherwise (also used
     by the OTLP receiver, ``trace_service.http.otlp``)."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
+        if len(raw) > limit:
+            raise body_too_large(limit)
         return raw
     if encoding not in ("gzip", "x-gzip"):
         raise IngestError(415, f"Content-Encoding {encoding!r} is not supported: send gzip or none")
@@ -157,8 +165,6 @@ def decode_body(
 ) -> tuple[list[Any], bool]:
     """The raw items of a request, and whether it was a batch (a JSON list)."""
     data = decompress(raw, content_encoding or "", limits.max_bytes)
-    if len(data) > limits.max_bytes:
-        raise IngestError(413, f"the body is over {limits.max_bytes} bytes: send smaller batches")
     mimetype = (content_type or "").split(";", 1)[0].strip().lower()
     _require_utf8(content_type or "")
     looks_json = data.lstrip()[:1] in (b"{", b"[")

@@ -48,7 +48,7 @@ from trace_service.http.ingest import (
     retry_after_header,
     store,
 )
-from trace_service.http.ingest_body import decompress
+from trace_service.http.ingest_body import body_too_large, decompress
 from trace_service.http.metrics import IngestMetrics
 from trace_service.http.otlp_codec import (
     LOGS,
@@ -125,13 +125,8 @@ def _body(limit: int) -> bytes:
     try:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:  # Content-Length over MAX_CONTENT_LENGTH: not read at all
-        raise IngestError(413, f"the body is over {limit} bytes (TRACE_INGEST_MAX_BYTES): send "
-                               "smaller batches (the exporter's max batch size)") from None
-    data = decompress(raw, request.headers.get("Content-Encoding") or "", limit)
-    if len(data) > limit:
-        raise IngestError(413, f"the body is over {limit} bytes (TRACE_INGEST_MAX_BYTES): send "
-                               "smaller batches (the exporter's max batch size)")
-    return data
+        raise body_too_large(limit) from None
+    return decompress(raw, request.headers.get("Content-Encoding") or "", limit)
 
 
 def _load(units: list[Unit], mapper: Mapper, now_ns: int) -> list[dict[str, Any]]:
