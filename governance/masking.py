@@ -46,6 +46,8 @@ _KEY_CACHE_MAX = 10_000
 _SCALARS = (str, int, float, bool, type(None))
 _QUIET = (PLAIN, HASHED)
 _CARD_MIN = 10**11  # integers from 12 digits up may be card numbers: the full walk checks them
+# repr() writes a float in fixed notation, as PHP does, from 1e-4 up to below 1e16 (mask_plain).
+_PLAIN_FLOAT_MIN, _PLAIN_FLOAT_MAX = 1e-4, 1e16
 
 
 def _copy(value: Any) -> Any:
@@ -114,7 +116,22 @@ class Masker:
 
     # ------------------------------------------------------------------ the fast path
 
-    def _is_clean(self, metadata: Any) -> bool:
+    def mask_plain(self, metadata: Any) -> tuple[Any, bool]:
+        """``mask(metadata, owned=True)``, and whether the result is *JSON-plain*: a dict that
+        was clean (returned as it is) and holds nothing that JSON writers write differently:
+        no empty or ``"0"``-keyed nested dict (PHP writes arrays for those) and no float
+        written whole or with an exponent (``12.0``, ``1e-05``). ``trace_service.php_json``
+        then takes the C encoder (``encode_plain``).
+
+        Why here: the clean check already visits every value of every record, so noting these
+        costs a comparison, where a walk of its own cost as much as it saved (bench/writer.py).
+        """
+        odd: list[object] = []
+        if self._is_clean(metadata, odd):
+            return metadata, not odd and type(metadata) is dict
+        return self.mask(metadata, owned=True), False
+
+    def _is_clean(self, metadata: Any, odd: list[object] | None = None) -> bool:
         """True when nothing in ``metadata`` needs masking (then the full walk is skipped).
 
         Most metadata is clean, so this is the common case: one walk that checks keys, types and
@@ -122,9 +139,10 @@ class Masker:
         No detector's match or its suppressing context (a digest word, a URL path) crosses a line
         break, so a secret in one string is found in the joined text too; anything found at all, or any
         key, type or size that needs care, means "not clean" and the full walk decides.
+        The walk also notes in ``odd`` what JSON writers disagree on (see :meth:`mask_plain`).
         """
         texts: list[str] = []
-        if not self._gather(metadata, texts, 0):
+        if not self._gather(metadata, texts, 0, [] if odd is None else odd):
             return False
         if not texts:
             return True
@@ -138,8 +156,9 @@ class Masker:
         hits = self.detectors.gate_hits(joined.encode())
         return not hits or not self.detectors.find(joined, hits=hits)
 
-    def _gather(self, value: Any, texts: list[str], depth: int) -> bool:
+    def _gather(self, value: Any, texts: list[str], depth: int, odd: list[object]) -> bool:
         """Gather the strings of ``value``; False as soon as something needs the full walk.
+        What JSON writers disagree on goes to ``odd`` (:meth:`mask_plain`).
 
         The hot loop of every record: types are dispatched in order of frequency, and lists of
         strings (tags) are read in place rather than by a call per item."""
@@ -147,6 +166,8 @@ class Masker:
         if vtype is dict:
             if depth >= self._max_depth:
                 return False
+            if depth and (not value or "0" in value):
+                odd.append(value)  # PHP: [] and a list, where JSON writes objects
             quiet = self._quiet_keys
             append = texts.append
             for key, item in value.items():
@@ -161,15 +182,17 @@ class Masker:
                 elif itype is float:
                     if not isfinite(item):
                         return False
+                    if not _PLAIN_FLOAT_MIN <= abs(item) < _PLAIN_FLOAT_MAX or item.is_integer():
+                        odd.append(item)
                 elif itype is list:
                     if depth + 1 >= self._max_depth:
                         return False
                     for element in item:
                         if type(element) is str:
                             append(element)
-                        elif not self._gather(element, texts, depth + 2):
+                        elif not self._gather(element, texts, depth + 2, odd):
                             return False
-                elif not (item is None or itype is bool or self._gather(item, texts, depth + 1)):
+                elif not (item is None or itype is bool or self._gather(item, texts, depth + 1, odd)):
                     return False
             return True
         if vtype is str:
@@ -181,10 +204,14 @@ class Masker:
             for item in value:
                 if type(item) is str:
                     texts.append(item)
-                elif not self._gather(item, texts, depth + 1):
+                elif not self._gather(item, texts, depth + 1, odd):
                     return False
             return True
-        if vtype is bool or value is None or (vtype is float and isfinite(value)):
+        if vtype is float and isfinite(value):
+            if not _PLAIN_FLOAT_MIN <= abs(value) < _PLAIN_FLOAT_MAX or value.is_integer():
+                odd.append(value)
+            return True
+        if vtype is bool or value is None:
             return True
         return vtype is int and -_CARD_MIN < value < _CARD_MIN
 

@@ -35,7 +35,7 @@ import marshal
 import math
 import re
 from collections.abc import Callable, Mapping
-from json.encoder import encode_basestring_ascii
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, NamedTuple, cast
 
 from governance.errors import MetadataError
@@ -218,6 +218,24 @@ def encode_metadata(value: Any) -> str | None:
     raise MetadataError(
         f"metadata must be a dict (or a list), got {type(value).__name__}: wrap it in a dict"
     )
+
+
+# The C encoder of the standard library (what json.dumps runs), with PHP's separators and no
+# cycle check: plain metadata comes from marshal, a copy that cannot hold a cycle.
+_c_encode = (None if c_make_encoder is None else  # an interpreter without the C module
+             c_make_encoder(None, None, encode_basestring_ascii, None, ":", ",", False, False, True))
+
+
+def encode_plain(value: dict[str, Any]) -> str | None:
+    """:func:`encode_metadata` of a dict that :meth:`governance.masking.Masker.mask_plain` found
+    JSON-plain, by the C encoder: for such values it writes what the walk of
+    :func:`encode_metadata` writes, but for PHP's escapes, which :func:`_php_fixups` makes on
+    both (tests/trace_service/test_php_json.py holds the two equal). ~4x faster per record."""
+    if _c_encode is None:
+        return encode_metadata(value)
+    if not value:
+        return None
+    return _php_fixups("".join(_c_encode(value, 0)))
 
 
 def thaw(snap: bytes | Frozen) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +33,7 @@ from trace_service import db, idempotency
 from trace_service.errors import LayoutError, SinkUnavailable, TraceInputError
 from trace_service.layout import TABLE_NAME, Layout
 from trace_service.opt_outs import OptOutCache
-from trace_service.php_json import EncodedMetadata, encode_metadata, thaw
+from trace_service.php_json import EncodedMetadata, encode_metadata, encode_plain, thaw
 from trace_service.queue import DiscardReason, DropReason, TraceItem, WriteResult
 from trace_service.sql_literals import mysql_statements
 from trace_service.sql_modes import backslash_escapes_off
@@ -67,12 +68,13 @@ def build_row(
         encoded = snap.text  # masked and encoded before it was queued (the durable path)
     else:
         metadata = thaw(snap)
+        plain = False
         if masker is not None and metadata is not None:
             try:
-                metadata = masker.mask(metadata, owned=True)  # thaw() made it ours
+                metadata, plain = masker.mask_plain(metadata)  # thaw() made it ours
             except Exception as exc:  # fail closed, whatever went wrong
                 raise MaskingError(f"masking failed: {type(exc).__name__}") from exc
-        encoded = encode_metadata(metadata)
+        encoded = encode_plain(metadata) if plain else encode_metadata(metadata)
     row = (
         item.event_key,
         severity,
@@ -112,6 +114,16 @@ _ROW_ERRORS = (sa_exc.DataError, sa_exc.IntegrityError)
 # Raised by the driver before anything is sent, e.g. a string holding a lone surrogate, which
 # has no UTF-8 form, or (sqlite3) an integer beyond 64 bits: the row is invalid, not the database.
 _ENCODING_ERRORS = (UnicodeError, OverflowError)
+
+
+@dataclass
+class PreparedBatch:
+    """A batch built into rows by :meth:`TraceSink.prepare`, not yet sent: the rows, their event
+    ids (None: not deduplicated) and the result so far (items that did not become rows)."""
+
+    rows: list[tuple[Any, ...]]
+    ids: list[str | None]
+    result: WriteResult
 
 
 class TraceSink:
@@ -164,13 +176,20 @@ class TraceSink:
     def write(self, items: list[TraceItem]) -> WriteResult:
         """Insert ``items`` in one transaction. Never raises: every item ends up counted as
         written or dropped in the result, and ``unavailable`` tells the breaker about outages."""
+        return self.store(self.prepare(items))
+
+    def prepare(self, items: list[TraceItem]) -> PreparedBatch:
+        """The first half of :meth:`write`, with no statement sent: each item masked, encoded
+        and built into a row of the live layout, or counted (dropped, opted out) in the
+        batch's result. The worker prepares the next batch while :meth:`store` writes this one
+        (``trace_service.worker``). Never raises."""
         result = WriteResult()
         try:
             layout = self.layout()
         except SinkUnavailable as exc:
             result.unavailable = True
             result.drop(DropReason.DB_ERROR, len(items), str(exc))
-            return result
+            return PreparedBatch([], [], result)
         rows: list[tuple[Any, ...]] = []
         ids: list[str | None] = []
         dedup = self.idempotency_window > 0
@@ -190,9 +209,14 @@ class TraceSink:
             rows.append(row)
             ids.append(item.event_id if dedup else None)
             result.unknown_severity += not known
-        if rows:
-            self._insert_isolating(rows, ids, result)
-        return result
+        return PreparedBatch(rows, ids, result)
+
+    def store(self, batch: PreparedBatch) -> WriteResult:
+        """The second half of :meth:`write`: the prepared rows in one transaction (row by row
+        when one of them is refused); the batch's result with every row counted. Never raises."""
+        if batch.rows:
+            self._insert_isolating(batch.rows, batch.ids, batch.result)
+        return batch.result
 
     def _insert_isolating(self, rows: list[tuple[Any, ...]], ids: list[str | None],
                           result: WriteResult) -> None:
