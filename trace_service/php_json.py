@@ -226,7 +226,7 @@ _c_encode = (None if c_make_encoder is None else  # an interpreter without the C
              c_make_encoder(None, None, encode_basestring_ascii, None, ":", ",", False, False, True))
 
 
-def encode_plain(value: dict[str, Any]) -> str | None:
+def encode_plain(value: Any) -> str | None:
     """:func:`encode_metadata` of a dict that :meth:`governance.masking.Masker.mask_plain` found
     JSON-plain, by the C encoder: for such values it writes what the walk of
     :func:`encode_metadata` writes, but for PHP's escapes, which :func:`_php_fixups` makes on

@@ -106,6 +106,7 @@ def test_everyday_metadata_takes_the_fast_path() -> None:
 
 
 def test_what_json_writers_disagree_on_takes_the_slow_path() -> None:
+    value: Any
     for value in ({"a": 12.0}, {"a": 1e-05}, {"a": 1e22}, {"a": {}}, {"a": {"0": "x"}},
                   {"a": [{}]}, [1, 2], {"secret": "ghp_" + "a1B2c3D4e5" * 4}):
         assert MASKER.mask_plain(_marshal_copy(value))[1] is False, value
