@@ -3,6 +3,7 @@ the hand-off, the batching, the counting and the outage handling alone."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from trace_service.config import WriterConfig
 from trace_service.memory_sink import MemorySink
+from trace_service.queue import TraceItem, WriteResult
 from trace_service.writer import TraceWriter
 
 MakeWriter = Callable[..., tuple[TraceWriter, MemorySink]]
@@ -98,3 +100,80 @@ def test_a_strict_writer_raises_on_lost_traces_at_flush(make_writer: MakeWriter)
 def test_a_writer_needs_an_engine_or_a_sink() -> None:
     with pytest.raises(TypeError, match="needs an engine, or a sink"):
         TraceWriter(None, WriterConfig())
+
+
+class GatedStagedSink(MemorySink):
+    """A two-stage sink (trace_service.worker.StagedSink) whose store waits for ``release``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.storing = threading.Event()
+        self.prepared: list[list[str]] = []
+
+    def prepare(self, items: list[TraceItem]) -> list[TraceItem]:
+        self.prepared.append([item.event_key for item in items])
+        return items
+
+    def store(self, batch: list[TraceItem]) -> WriteResult:
+        self.storing.set()
+        assert self.release.wait(10)
+        return self.write(batch)
+
+
+def _staged_writer(sink: GatedStagedSink, **settings: Any) -> TraceWriter:
+    config = WriterConfig(**{"flush_interval": 0.01, "batch_size": 2, "breaker_base_delay": 60,
+                             "breaker_max_delay": 60, **settings})
+    return TraceWriter(None, config, sink=sink, strict=False)
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_the_next_batch_is_prepared_while_the_one_before_is_stored() -> None:
+    sink = GatedStagedSink()
+    writer = _staged_writer(sink)
+    try:
+        writer.record("x.a")
+        writer.record("x.b")
+        assert sink.storing.wait(10)  # batch 1 is in the store stage, held there
+        writer.record("x.c")
+        writer.record("x.d")
+        _wait_for(lambda: len(sink.prepared) == 2)  # batch 2 built while batch 1 is stored
+        assert writer.stats().pending == 4 and sink.items == []
+        sink.release.set()
+        assert writer.flush(10)
+        assert [item.event_key for item in sink.items] == ["x.a", "x.b", "x.c", "x.d"]
+        stats = writer.stats()
+        assert (stats.written, stats.dropped, stats.pending) == (4, 0, 0)
+    finally:
+        sink.release.set()
+        writer.close(2)
+
+
+def test_a_batch_prepared_while_the_database_went_down_is_counted_circuit_open() -> None:
+    sink = GatedStagedSink()
+    writer = _staged_writer(sink, breaker_threshold=1)
+    try:
+        sink.fail("connection refused")
+        writer.record("x.a")
+        writer.record("x.b")
+        assert sink.storing.wait(10)
+        writer.record("x.c")
+        writer.record("x.d")
+        _wait_for(lambda: len(sink.prepared) == 2)
+        sink.release.set()  # batch 1 fails, the breaker opens, batch 2 is not sent
+        _wait_for(lambda: writer.stats().pending == 0)
+        stats = writer.stats()
+        assert stats.breaker == "open"
+        # Only the first batch was sent; the one prepared meanwhile and the queue were not.
+        assert len(sink.batches) == 1 and sink.items == []
+        assert stats.dropped_by_reason["db_error"] == sink.batches[0]
+        assert stats.dropped_by_reason["circuit_open"] == 4 - sink.batches[0]
+    finally:
+        sink.release.set()
+        writer.close(2)

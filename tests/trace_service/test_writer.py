@@ -405,16 +405,19 @@ def test_a_string_without_a_utf8_form_costs_only_its_row(
     assert "\udc80" not in (stats.last_error or "")
 
 
-@pytest.mark.parametrize("mode", ["thread", "inline"])
+# The thread runs the sink's two stages (trace_service.worker.StoreStage); inline, its write.
+@pytest.mark.parametrize(("mode", "method"), [("thread", "prepare"), ("thread", "store"),
+                                              ("inline", "write")])
 def test_a_sink_bug_is_counted_and_never_reaches_the_caller(
-    migrated_engine: Engine, make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch, mode: str
+    migrated_engine: Engine, make_writer: MakeWriter, monkeypatch: pytest.MonkeyPatch, mode: str,
+    method: str,
 ) -> None:
     writer = make_writer(strict=False, writer_mode=mode)
 
     def broken(items: object) -> None:
         raise KeyError("a bug in the sink")
 
-    monkeypatch.setattr(writer.sink, "write", broken)
+    monkeypatch.setattr(writer.sink, method, broken)
     accepted = writer.record("sink.bug")
     assert writer.flush(5)  # nothing left pending for ever
     stats = writer.stats()
