@@ -244,7 +244,7 @@ def test_no_planted_secret_survives(value: object, secret: str, where: int) -> N
 class FullWalkOnly(Masker):
     """The same masker without its fast path, to check the fast path changes no result."""
 
-    def _is_clean(self, metadata: Any) -> bool:
+    def _is_clean(self, metadata: Any, odd: list[object] | None = None) -> bool:
         return False
 
 
@@ -257,6 +257,7 @@ def test_the_fast_path_agrees_with_the_full_walk(value: object, secret: str | No
     metadata = value if secret is None else _plant(value, secret, where)
     assert MASKER.mask(metadata) == FULL_WALK.mask(metadata)
     assert MASKER.mask(copy.deepcopy(metadata), owned=True) == FULL_WALK.mask(metadata)
+    assert MASKER.mask_plain(copy.deepcopy(metadata))[0] == FULL_WALK.mask(metadata)
 
 
 def test_owned_mode_returns_clean_metadata_uncopied_and_masks_the_rest() -> None:
