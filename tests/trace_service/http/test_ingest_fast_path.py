@@ -294,4 +294,5 @@ def test_a_final_newline_is_a_control_character_too(field: str) -> None:
     item = {"event_key": "auth.login", field: "abc\n"}
     with pytest.raises(ValidationError) as refused:
         load_trace(item)
-    assert "control characters" in str(refused.value.messages[field])
+    messages = refused.value.messages
+    assert isinstance(messages, dict) and "control characters" in str(messages[field])
