@@ -176,11 +176,12 @@ def _stored_ids(loaded: list[dict[str, Any]], window: float) -> set[str]:
 
 
 def _request_context(data: dict[str, Any]) -> context.RequestInfo:
-    """The client's own ip and user agent when the body says, the request's otherwise; the
-    route is the body's or none (never this endpoint's); the request id is already normal."""
-    ip = data.pop("ip_address") or request.remote_addr or "0.0.0.0"
-    agent = data.pop("user_agent") or request.headers.get("User-Agent") or "unknown"
-    return context.RequestInfo(g.get("request_id"), ip, agent, None)
+    """The client's own ip and user agent when the body says, the request's otherwise (as the
+    app's request hook bound them, ``trace_service.flask_ext``, with PHP's fallbacks); the route
+    is the body's or none (never this endpoint's); the request id is already normal."""
+    bound = context.current()
+    return context.RequestInfo(bound.request_id, data.pop("ip_address") or bound.ip_address,
+                               data.pop("user_agent") or bound.user_agent, None)
 
 
 Discards = list[tuple[DiscardReason, str]]
