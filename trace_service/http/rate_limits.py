@@ -7,20 +7,25 @@ to share them across workers and hosts.
 
 flask-limiter's decorators cost about 40% of a request here (bench/ingest.py, profiled), for
 two checks the ``limits`` API does in a few microseconds each; so the endpoint calls it directly.
+For ``memory://`` the counters are :class:`~trace_service.http.rate_limit_storage.LazyMemoryStorage`,
+not ``limits``' ``MemoryStorage`` and its timer thread every 10 ms (4-6% of a worker's CPU,
+that module says why).
 """
 
 from __future__ import annotations
 
 import time
 
-from limits import RateLimitItem, parse, storage, strategies
+from limits import RateLimitItem, parse, strategies
+
+from trace_service.http.rate_limit_storage import storage_for
 
 
 class RateLimits:
     """The ingest endpoint's two limits."""
 
     def __init__(self, storage_uri: str, ingest_rate: str, auth_failure_rate: str) -> None:
-        self._window = strategies.FixedWindowRateLimiter(storage.storage_from_string(storage_uri))
+        self._window = strategies.FixedWindowRateLimiter(storage_for(storage_uri))
         self._ingest: RateLimitItem = parse(ingest_rate)
         self._auth: RateLimitItem = parse(auth_failure_rate)
 
