@@ -35,7 +35,7 @@ from trace_service.layout import TABLE_NAME, Layout
 from trace_service.opt_outs import OptOutCache
 from trace_service.php_json import EncodedMetadata, encode_metadata, encode_plain, thaw
 from trace_service.queue import DiscardReason, DropReason, TraceItem, WriteResult
-from trace_service.sql_literals import mysql_statements
+from trace_service.sql_literals import join_statements, mysql_statements, row_literal
 from trace_service.sql_modes import backslash_escapes_off
 from trace_service.values import TimestampFormatter, normalise_severity, truncate
 
@@ -124,6 +124,9 @@ class PreparedBatch:
     rows: list[tuple[Any, ...]]
     ids: list[str | None]
     result: WriteResult
+    # The rows as SQL literals for a session where backslashes escape (ours always), built in
+    # the worker thread so that the store stage only sends; None: built when stored.
+    literals: list[str] | None = None
 
 
 class TraceSink:
@@ -209,20 +212,22 @@ class TraceSink:
             rows.append(row)
             ids.append(item.event_id if dedup else None)
             result.unknown_severity += not known
-        return PreparedBatch(rows, ids, result)
+        # Rows whose ids are claimed may be left out when stored: their literals are built then.
+        literals = [row_literal(row) for row in rows] if self._literal_batches and not any(ids) else None
+        return PreparedBatch(rows, ids, result, literals)
 
     def store(self, batch: PreparedBatch) -> WriteResult:
         """The second half of :meth:`write`: the prepared rows in one transaction (row by row
         when one of them is refused); the batch's result with every row counted. Never raises."""
         if batch.rows:
-            self._insert_isolating(batch.rows, batch.ids, batch.result)
+            self._insert_isolating(batch.rows, batch.ids, batch.result, batch.literals)
         return batch.result
 
     def _insert_isolating(self, rows: list[tuple[Any, ...]], ids: list[str | None],
-                          result: WriteResult) -> None:
+                          result: WriteResult, literals: list[str] | None = None) -> None:
         """One multi-row INSERT; on a data error, row by row so only the bad rows are lost."""
         try:
-            self._count_stored(len(rows), self._insert_retrying(rows, ids), result)
+            self._count_stored(len(rows), self._insert_retrying(rows, ids, literals), result)
             return
         except AuditWriteForbidden as exc:
             result.drop(DropReason.GUARD_BLOCKED, len(rows), str(exc))
@@ -265,18 +270,20 @@ class TraceSink:
         lost_after_send = code == db.CR_SERVER_LOST
         result.drop(DropReason.UNCONFIRMED if lost_after_send else DropReason.DB_ERROR, count, describe(exc))
 
-    def _insert_retrying(self, rows: list[tuple[Any, ...]], ids: list[str | None]) -> int:
+    def _insert_retrying(self, rows: list[tuple[Any, ...]], ids: list[str | None],
+                         literals: list[str] | None = None) -> int:
         """:meth:`_insert`, run again when InnoDB chose it as a deadlock victim (the whole
         transaction was rolled back, so nothing of it is stored twice)."""
         for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
             try:
-                return self._insert(rows, ids)
+                return self._insert(rows, ids, literals)
             except sa_exc.OperationalError as exc:
                 if db.error_code(exc) != db.ER_LOCK_DEADLOCK or attempt == _DEADLOCK_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _insert(self, rows: list[tuple[Any, ...]], ids: list[str | None]) -> int:
+    def _insert(self, rows: list[tuple[Any, ...]], ids: list[str | None],
+                literals: list[str] | None = None) -> int:
         """Insert ``rows`` in one transaction, skipping those whose event id is already stored
         (claimed in the same transaction); returns how many were skipped."""
         claimed_any = any(ids)
@@ -287,21 +294,25 @@ class TraceSink:
                 conn.execution_options(isolation_level="READ COMMITTED")
             with conn.begin():
                 if claimed_any:
-                    rows = self._claimed_rows(conn, rows, ids)
-                self._insert_rows(conn, rows)
+                    rows, literals = self._claimed_rows(conn, rows, ids), None
+                self._insert_rows(conn, rows, literals)
         if claimed_any and _dice.random() < 1 / _FORGET_EVERY:
             self._forget_expired()
         return len(ids) - len(rows)
 
-    def _insert_rows(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        """The batch's multi-row INSERT (PyMySQL: literal text; SQLite: executemany)."""
+    def _insert_rows(self, conn: Connection, rows: list[tuple[Any, ...]],
+                     literals: list[str] | None = None) -> None:
+        """The batch's multi-row INSERT (PyMySQL: literal text, from ``literals`` when they were
+        built for this session's escaping; SQLite: executemany)."""
         if rows and self._literal_batches:
             # no_parameters: the driver must not %-format a statement that holds data.
             literal = conn.execution_options(no_parameters=True)
             # Our engines' sessions never have NO_BACKSLASH_ESCAPES (trace_service.sql_modes),
             # but an engine passed in may: escape as this session reads, like PyMySQL does.
             plain = not backslash_escapes_off(literal.connection.dbapi_connection)
-            for statement in mysql_statements(self._prefix, rows, backslash_escapes=plain):
+            statements = (join_statements(self._prefix, literals) if plain and literals is not None
+                          else mysql_statements(self._prefix, rows, backslash_escapes=plain))
+            for statement in statements:
                 literal.exec_driver_sql(statement)
         elif rows:
             conn.exec_driver_sql(self._sql, rows if len(rows) > 1 else rows[0])

@@ -87,11 +87,16 @@ def mysql_statements(
     runs them reads ``\\`` (False under ``NO_BACKSLASH_ESCAPES``), as PyMySQL's own escaping does.
     """
     literal = row_literal if backslash_escapes else row_literal_no_backslash
+    return join_statements(prefix, [literal(row) for row in rows])
+
+
+def join_statements(prefix: str, literals: list[str]) -> list[str]:
+    """Multi-row INSERT statements of row literals (:func:`row_literal` or its twin), each
+    under :data:`MAX_STATEMENT_CHARS`, as :func:`mysql_statements` builds them."""
     statements = []
     chunk: list[str] = []
     size = len(prefix)
-    for row in rows:
-        values = literal(row)
+    for values in literals:
         if chunk and size + len(values) + 1 > MAX_STATEMENT_CHARS:
             statements.append(prefix + ",".join(chunk))
             chunk, size = [], len(prefix)
