@@ -199,16 +199,20 @@ class Worker:
                 return True
             self._probe()
             return True
-        batch = self.queue.take(self.config.batch_size)
         stage = self.stage
-        if not batch:
-            if stage is not None and stage.busy:
-                if stage.done():
-                    self._settle(stage.wait())
-                else:  # until the store is done (it sets wake) or records come to prepare
-                    self.wake.wait(self.config.flush_interval)
-                    self.wake.clear()
+        if stage is not None and stage.busy:
+            if stage.done():
+                self._settle(stage.wait())
+            elif len(self.queue) < self.config.batch_size:
+                # Only a full batch is prepared while the store runs: records gather meanwhile
+                # into a fuller one. Taking what is there at once made many small batches, a
+                # commit each, where the serial writer sent one (bench/ingest.py: 0.46x).
+                # Woken by the store's end or by a full queue (record() sets wake).
+                self.wake.wait(self.config.flush_interval)
+                self.wake.clear()
                 return True
+        batch = self.queue.take(self.config.batch_size)
+        if not batch:
             if self.stopping:
                 if stage is not None:
                     stage.stop()
@@ -216,7 +220,8 @@ class Worker:
             self.wake.wait(self.config.flush_interval)
             self.wake.clear()
             return True
-        if stage is None:
+        if stage is None or (not stage.busy and len(batch) < self.config.batch_size):
+            # No backlog (a partial batch): nothing to overlap with, so no hand-off to pay for.
             self._settle(self._write(batch))
             return True
         try:
