@@ -1,7 +1,9 @@
 """Benchmark of HTTP ingest under gunicorn against a bare Flask handler, in one run.
 
-    .venv/bin/python bench/ingest.py [--duration 10] [--connections 32] [--queue redis]
+    .venv/bin/python bench/ingest.py [--duration 10] [--connections 32] [--rounds 3] [--queue redis]
 
+Each contender runs ``--rounds`` times, taking turns with the others; figures are medians over
+the rounds, and the single-trace ratio is also printed round by round (median and spread).
 Both apps run under gunicorn with the same settings (``-c gunicorn.conf.py -w 2``) on 127.0.0.1;
 the load comes from ``wrk`` (Debian package) in a second process. Printed side by side:
 single-trace posts (requests/s, p50 and p99 latency) and batches of 500 traces (rows/s), with
@@ -34,6 +36,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -194,10 +197,17 @@ def settle(engine: sa.Engine, timeout: float = 120.0) -> None:
         time.sleep(1.0)
 
 
+def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure of wrk's runs, the median over the runs."""
+    return {key: statistics.median([run[key] for run in runs]) for key in runs[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs per contender, taking turns; medians are printed")
     parser.add_argument("--queue", choices=["redis"], default=None,
                         help="also run ours on the durable path, through a Redis stream")
     parser.add_argument("--otlp", action="store_true",
@@ -215,7 +225,8 @@ def main() -> None:
         single, batch = json.dumps(TRACE), json.dumps([TRACE] * 500)
         print(f"gunicorn -w 2 sync, wrk -t2 -c{args.connections} -d{args.duration}s on 127.0.0.1; "
               f"{os.cpu_count()} CPUs")
-        results = {}
+        runs: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {}
+        otlp_runs: list[dict[str, float]] = []
         ours = "trace_service.http.app:create_app()"
         contenders = [("bare", "bench.bare_app:app", env), ("ours", ours, env)]
         redis_dir = tempfile.TemporaryDirectory()
@@ -225,23 +236,33 @@ def main() -> None:
             contenders.append(("stream", ours, {
                 **env, "TRACE_QUEUE_URL": redis_server.url, "TRACE_QUEUE_MAX_LENGTH": "100000000"}))
         try:
-            for name, app, app_env in contenders:
-                process, port = start(app, app_env)
-                first = wrk(port, single, headers, args.duration, args.connections)
-                if args.otlp and name == "ours":
-                    settle(engine)  # both batch runs start with the writers idle
-                results[name] = (first, wrk(port, batch, headers, args.duration, 4))
-                if args.otlp and name == "ours":
-                    settle(engine)
-                    otlp = wrk(port, otlp_batch(500), {**headers, "Content-Type": "application/x-protobuf"},
-                               args.duration, 4, "/v1/logs")
-                process.send_signal(signal.SIGTERM)
-                process.wait(90)
+            # Rounds take turns (bare, ours, [stream], bare, ...), so that the machine's noise
+            # hits every contender alike; each figure is the median over the rounds.
+            for _round in range(args.rounds):
+                for name, app, app_env in contenders:
+                    process, port = start(app, app_env)
+                    first = wrk(port, single, headers, args.duration, args.connections)
+                    if args.otlp and name == "ours":
+                        settle(engine)  # both batch runs start with the writers idle
+                    runs.setdefault(name, []).append(
+                        (first, wrk(port, batch, headers, args.duration, 4)))
+                    if args.otlp and name == "ours":
+                        settle(engine)
+                        otlp_runs.append(wrk(port, otlp_batch(500),
+                                             {**headers, "Content-Type": "application/x-protobuf"},
+                                             args.duration, 4, "/v1/logs"))
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(90)
+                    settle(engine)  # the next contender does not share the CPUs with a backlog
         finally:
             if redis_server is not None:
                 queued = redis_server.client().xlen("telemetry:traces")
                 redis_server.stop()
             redis_dir.cleanup()
+        results = {name: (_median_run([single for single, _ in pairs]),
+                          _median_run([batch for _, batch in pairs])) for name, pairs in runs.items()}
+        otlp = _median_run(otlp_runs) if otlp_runs else {}
+        ratios = [o[0]["rps"] / b[0]["rps"] for b, o in zip(runs["bare"], runs["ours"], strict=True)]
         with engine.connect() as conn:
             stored = conn.execute(sa.text("SELECT COUNT(*) FROM telemetry_traces")).scalar_one()
         engine.dispose()
@@ -250,16 +271,19 @@ def main() -> None:
               f"p99 {bs['p99']:6.2f} ms"
               f"\n                 ours: {os_['rps']:7.0f} req/s  p50 {os_['p50']:6.2f} ms  "
               f"p99 {os_['p99']:6.2f} ms  non-2xx {os_['non2xx']:.0f}"
-              f"\n                 ratio {os_['rps'] / bs['rps']:.2f}x  (target >= 0.7x)")
+              f"\n                 ratio {os_['rps'] / bs['rps']:.2f}x of the medians; per round "
+              f"{', '.join(f'{r:.2f}x' for r in ratios)}: median {statistics.median(ratios):.2f}x "
+              f"(spread {min(ratios):.2f}-{max(ratios):.2f}x; target >= 0.7x)")
         ours_rows = (ob["requests"] - ob["non2xx"]) * 500 / args.duration
         print(f"\n  batch of 500   bare: {bb['rps'] * 500:7.0f} rows/s  p50 {bb['p50']:6.2f} ms"
               f"\n                 ours: {ours_rows:7.0f} rows/s accepted  p50 {ob['p50']:6.2f} ms"
               f"  ({ob['non2xx']:.0f} of {ob['requests']:.0f} answered 503: the writer's queue was full)"
               f"\n                 ratio {ours_rows / (bb['rps'] * 500):.2f}x")
-        counted = os_["requests"] - os_["non2xx"] + (ob["requests"] - ob["non2xx"]) * 500
+        counted = sum(single["requests"] - single["non2xx"] + (batch["requests"] - batch["non2xx"]) * 500
+                      for single, batch in runs["ours"])
         if args.otlp:
             otlp_rows = (otlp["requests"] - otlp["non2xx"]) * 500 / args.duration
-            counted += (otlp["requests"] - otlp["non2xx"]) * 500
+            counted += sum((run["requests"] - run["non2xx"]) * 500 for run in otlp_runs)
             print(f"\n  OTLP/HTTP, protobuf batches of 500 log records to /v1/logs (the same traces)"
                   f"\n           JSON: {ours_rows:7.0f} rows/s accepted  p50 {ob['p50']:6.2f} ms  (above)"
                   f"\n           OTLP: {otlp_rows:7.0f} rows/s accepted  p50 {otlp['p50']:6.2f} ms"
