@@ -48,6 +48,9 @@ _QUIET = (PLAIN, HASHED)
 _CARD_MIN = 10**11  # integers from 12 digits up may be card numbers: the full walk checks them
 # repr() writes a float in fixed notation, as PHP does, from 1e-4 up to below 1e16 (mask_plain).
 _PLAIN_FLOAT_MIN, _PLAIN_FLOAT_MAX = 1e-4, 1e16
+# Deeper than this is not plain: PHP's encoder refuses nesting past 512 levels (the slow path
+# raises there), where the C encoder has no limit; a policy's max_depth may be set above it.
+_PLAIN_MAX_DEPTH = 256
 
 
 def _copy(value: Any) -> Any:
@@ -166,8 +169,8 @@ class Masker:
         if vtype is dict:
             if depth >= self._max_depth:
                 return False
-            if depth and (not value or "0" in value):
-                odd.append(value)  # PHP: [] and a list, where JSON writes objects
+            if depth and (not value or "0" in value or depth + 1 >= _PLAIN_MAX_DEPTH):
+                odd.append(value)  # PHP: [] and a list, where JSON writes objects; depth below
             quiet = self._quiet_keys
             append = texts.append
             for key, item in value.items():
@@ -201,6 +204,8 @@ class Masker:
         if vtype is list:
             if depth >= self._max_depth:
                 return False
+            if depth >= _PLAIN_MAX_DEPTH:
+                odd.append(value)
             for item in value:
                 if type(item) is str:
                     texts.append(item)

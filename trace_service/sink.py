@@ -178,7 +178,9 @@ class TraceSink:
 
     def write(self, items: list[TraceItem]) -> WriteResult:
         """Insert ``items`` in one transaction. Never raises: every item ends up counted as
-        written or dropped in the result, and ``unavailable`` tells the breaker about outages."""
+        written or dropped in the result, and ``unavailable`` tells the breaker about outages.
+        The writer's worker calls :meth:`prepare` and :meth:`store` itself for full batches
+        (``trace_service.worker.StoreStage``): a subclass changes those, not this."""
         return self.store(self.prepare(items))
 
     def prepare(self, items: list[TraceItem]) -> PreparedBatch:

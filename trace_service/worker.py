@@ -37,7 +37,8 @@ logger = logging.getLogger("trace_service.writer")
 @runtime_checkable
 class StagedSink(Protocol):
     """A sink whose write is ``store(prepare(items))``: ``prepare`` sends nothing, ``store``
-    only sends (:class:`~trace_service.sink.TraceSink`). Neither raises."""
+    only sends (:class:`~trace_service.sink.TraceSink`). Neither raises. The worker calls the
+    two halves for full batches, and ``write`` for the rest: a subclass changes the halves."""
 
     def prepare(self, items: list[TraceItem]) -> Any:
         """The items built into what :meth:`store` sends, with what did not make it counted."""
@@ -78,11 +79,11 @@ class StoreStage:
         """Store ``batch`` (of ``count`` items) in the stage's thread; one at a time."""
         assert self._pending is None, "wait() for the batch in the stage first"
         future: Future[WriteResult] = Future()
-        self._pending = future
         if self._started():
             self._jobs.put((future, batch, count))
         else:
             self._run_one(future, batch, count)
+        self._pending = future  # only once the batch is in hand: its future will complete
 
     def done(self) -> bool:
         """Whether the batch in the stage is stored (its result ready)."""
@@ -105,8 +106,8 @@ class StoreStage:
             thread = threading.Thread(target=self._loop, name="trace-writer-store", daemon=True)
             try:
                 thread.start()
-            except RuntimeError:  # at the thread limit: store in the worker thread instead
-                return False
+            except Exception:  # at the thread limit (RuntimeError), or any other: store in the
+                return False   # worker thread instead
             self._thread = thread
         return True
 
@@ -202,7 +203,13 @@ class Worker:
         stage = self.stage
         if stage is not None and stage.busy:
             if stage.done():
-                self._settle(stage.wait())
+                result = stage.wait()
+                self._settle(result)
+                if result.unavailable:
+                    # Back to the top: an open breaker drops the queue and probes (writing on
+                    # would close the breaker and leave callers refused for good); a closed one
+                    # writes on with a fresh look at the table.
+                    return True
             elif len(self.queue) < self.config.batch_size:
                 # Only a full batch is prepared while the store runs: records gather meanwhile
                 # into a fuller one. Taking what is there at once made many small batches, a
@@ -213,6 +220,9 @@ class Worker:
                 return True
         batch = self.queue.take(self.config.batch_size)
         if not batch:
+            if stage is not None and stage.busy:  # close() emptied the queue meanwhile
+                self._settle(stage.wait())
+                return True
             if self.stopping:
                 if stage is not None:
                     stage.stop()
@@ -230,11 +240,18 @@ class Worker:
             self._settle(_internal_error(len(batch), exc, "prepare"))
             return True
         if stage.busy:
-            self._settle(stage.wait())
-        if self.breaker.state == OPEN:
-            # The batch before found the database down: this one is dropped with the queue.
-            self.queue.settle(WriteResult(dropped=Counter({DropReason.CIRCUIT_OPEN: len(batch)})))
-            return True
+            before = stage.wait()
+            self._settle(before)
+            if self.breaker.state == OPEN:
+                # The batch before found the database down: this one is dropped with the queue.
+                self.queue.settle(WriteResult(dropped=Counter({DropReason.CIRCUIT_OPEN: len(batch)})))
+                return True
+            if before.unavailable:
+                # Prepared on a layout the failure may have changed, and the next prepare would
+                # wait for the pool's connection while this one is stored: write it in this
+                # thread, from its items, as the serial writer does.
+                self._settle(self._write(batch))
+                return True
         stage.submit(prepared, len(batch))
         return True
 

@@ -10,6 +10,7 @@ forms, and values the masker must replace (the fast path must then not be taken)
 from __future__ import annotations
 
 import copy
+import dataclasses
 import marshal
 from typing import Any
 
@@ -114,3 +115,19 @@ def test_what_json_writers_disagree_on_takes_the_slow_path() -> None:
 
 def test_an_empty_dict_is_null_on_both_paths() -> None:
     assert encode_plain({}) is None and encode_metadata({}) is None
+
+
+def test_nesting_php_refuses_is_never_plain_even_when_the_policy_allows_it() -> None:
+    # Found by review: with a policy's max_depth above PHP's 512 levels, the clean check let a
+    # 600-deep dict through as plain, and the C encoder (no depth limit) wrote what the PHP path
+    # refuses (MetadataError: the row is dropped as invalid).
+    deep_masker = Masker(dataclasses.replace(load_masking_policy(), max_depth=2000), None)
+    value: Any = "x"
+    for _ in range(600):
+        value = {"k": value}
+    for top in ({"a": value}, {"a": [value]}):
+        assert deep_masker.mask_plain(_marshal_copy(top))[1] is False
+    shallow: Any = "x"
+    for _ in range(100):
+        shallow = {"k": shallow}
+    assert deep_masker.mask_plain(_marshal_copy({"a": shallow}))[1] is True

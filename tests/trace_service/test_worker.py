@@ -12,7 +12,7 @@ import pytest
 
 from trace_service.config import WriterConfig
 from trace_service.memory_sink import MemorySink
-from trace_service.queue import TraceItem, WriteResult
+from trace_service.queue import DropReason, TraceItem, WriteResult
 from trace_service.writer import TraceWriter
 
 MakeWriter = Callable[..., tuple[TraceWriter, MemorySink]]
@@ -193,6 +193,92 @@ def test_a_batch_prepared_while_the_database_went_down_is_counted_circuit_open()
         # Only the first batch was sent; the one prepared meanwhile was not.
         assert sink.batches == [2] and sink.items == []
         assert (stats.dropped_by_reason["db_error"], stats.dropped_by_reason["circuit_open"]) == (2, 2)
+    finally:
+        sink.release.set()
+        writer.close(2)
+
+
+class FailingStagedSink(GatedStagedSink):
+    """Its staged stores fail as a database outage would (once released); its writes work."""
+
+    def store(self, batch: list[TraceItem]) -> WriteResult:
+        self.storing.set()
+        assert self.release.wait(10)
+        result = WriteResult(unavailable=True)
+        result.drop(DropReason.DB_ERROR, len(batch), "connection refused")
+        return result
+
+
+def test_a_store_that_opens_the_breaker_is_not_followed_by_a_write_that_closes_it() -> None:
+    # Found by review: a partial batch written after the failing store used to close the breaker
+    # by succeeding, while callers stayed refused ("accepting" is only restored by a probe).
+    sink = FailingStagedSink()
+    writer = _staged_writer(sink, breaker_threshold=1)
+    try:
+        _record_backlog(writer, ["x.a", "x.b"])  # a full batch: into the stage
+        assert sink.storing.wait(10)
+        time.sleep(0.05)  # the worker waits for the store (the queue holds less than a batch)
+        assert writer.record("x.c")
+        sink.release.set()
+        _wait_for(lambda: writer.stats().pending == 0)
+        stats = writer.stats()
+        assert stats.breaker == "open" and not writer.accepting
+        assert (stats.dropped_by_reason["db_error"], stats.dropped_by_reason["circuit_open"]) == (2, 1)
+        assert sink.items == []  # x.c was not written with the breaker open
+    finally:
+        sink.release.set()
+        writer.close(2)
+
+
+def test_close_while_a_batch_is_in_the_stage_leaves_nothing_pending() -> None:
+    # Found by review: close() can empty the queue between the worker's look at its length and
+    # its take(); the worker then stopped with the stage's batch unsettled, pending for ever.
+    sink = GatedStagedSink()
+    writer = _staged_writer(sink)
+    worker = writer._worker
+    worker.start = lambda: True  # type: ignore[method-assign]  # no thread: steps run by hand
+    queue = worker.queue
+    try:
+        for key in ("x.a", "x.b", "x.c", "x.d"):
+            assert writer.record(key)
+        assert worker._step()  # [a, b] prepared and in the stage
+        assert sink.storing.wait(10)
+        take = queue.take
+
+        def close_meanwhile(limit: int) -> list[TraceItem]:
+            queue.take = take  # type: ignore[method-assign]
+            queue.discard(DropReason.SHUTDOWN)
+            worker.stopping = True
+            return take(limit)
+
+        queue.take = close_meanwhile  # type: ignore[method-assign]
+        sink.release.set()
+        while worker._step():
+            pass
+        stats = writer.stats()
+        assert (stats.written, stats.dropped_by_reason["shutdown"], stats.pending) == (2, 2, 0)
+        assert not worker.stage or not worker.stage.busy
+    finally:
+        sink.release.set()
+        del worker.start
+        writer.close(2)
+
+
+def test_a_store_failure_sends_the_batch_prepared_meanwhile_through_a_fresh_write() -> None:
+    # A failed store may have changed the table's layout, and the next prepare would wait for the
+    # pool's only connection while the stage holds it: the prepared batch is written anew.
+    sink = FailingStagedSink()
+    writer = _staged_writer(sink, breaker_threshold=5)
+    try:
+        _record_backlog(writer, ["x.a", "x.b", "x.c", "x.d"])
+        assert sink.storing.wait(10)
+        _wait_for(lambda: len(sink.prepared) == 2)
+        sink.release.set()
+        assert writer.flush(10)
+        stats = writer.stats()
+        assert stats.breaker == "closed"
+        assert (stats.written, stats.dropped_by_reason["db_error"]) == (2, 2)
+        assert [item.event_key for item in sink.items] == ["x.c", "x.d"]  # by write(), not store()
     finally:
         sink.release.set()
         writer.close(2)
