@@ -124,7 +124,7 @@ class Masker:
         was clean (returned as it is) and holds nothing that JSON writers write differently:
         no empty or ``"0"``-keyed nested dict (PHP writes arrays for those) and no float
         written whole or with an exponent (``12.0``, ``1e-05``). ``trace_service.php_json``
-        then takes the C encoder (``encode_plain``).
+        then takes the C encoder (``encode_metadata(..., plain=True)``).
 
         Why here: the clean check already visits every value of every record, so noting these
         costs a comparison, where a walk of its own cost as much as it saved (bench/writer.py).

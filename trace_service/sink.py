@@ -33,7 +33,7 @@ from trace_service import db, idempotency
 from trace_service.errors import LayoutError, SinkUnavailable, TraceInputError
 from trace_service.layout import TABLE_NAME, Layout
 from trace_service.opt_outs import OptOutCache
-from trace_service.php_json import EncodedMetadata, encode_metadata, encode_plain, thaw
+from trace_service.php_json import EncodedMetadata, encode_metadata, thaw
 from trace_service.queue import DiscardReason, DropReason, TraceItem, WriteResult
 from trace_service.sql_literals import join_statements, mysql_statements, row_literal
 from trace_service.sql_modes import backslash_escapes_off
@@ -74,7 +74,7 @@ def build_row(
                 metadata, plain = masker.mask_plain(metadata)  # thaw() made it ours
             except Exception as exc:  # fail closed, whatever went wrong
                 raise MaskingError(f"masking failed: {type(exc).__name__}") from exc
-        encoded = encode_plain(metadata) if plain else encode_metadata(metadata)
+        encoded = encode_metadata(metadata, plain=plain)
     row = (
         item.event_key,
         severity,

@@ -44,7 +44,7 @@ from trace_service.http.rate_limits import RateLimits
 from trace_service.http.stream import TraceStream
 from trace_service.idempotency import stored_ids
 from trace_service.log_throttle import ThrottledLogger
-from trace_service.php_json import encode_metadata, encode_plain
+from trace_service.php_json import encode_metadata
 from trace_service.queue import DiscardReason
 from trace_service.stream_entry import encode_entry, new_event_id
 from trace_service.writer import TraceWriter, make_item
@@ -259,7 +259,7 @@ def _stream_items(writer: TraceWriter, loaded: list[dict[str, Any]],
             # Parsed from this request's body, so ours to mask in place; encoded here, once,
             # so that the consumers only write.
             masked, plain = (None, False) if metadata is None else writer.masker.mask_plain(metadata)
-            text = encode_plain(masked) if plain else encode_metadata(masked)
+            text = encode_metadata(masked, plain=plain)
             if _opted_out(writer, None, text):  # the actor was checked by _discarded
                 discards.append((DiscardReason.OPTED_OUT, item.event_key))
                 results.append({"index": index, "status": "discarded",
