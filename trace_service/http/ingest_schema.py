@@ -89,7 +89,8 @@ def _ip(value: str) -> None:
 
 # Names (event keys, route names, request ids) are printable: a control character in one is
 # garbage that would break CSV reports and log lines downstream.
-_PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*\Z",  # \Z: "$" passes a final newline
+_CONTROLS = r"\x00-\x1f\x7f"  # the one definition: the schema's rule and the fast path's check
+_PRINTABLE = validate.Regexp(rf"^[^{_CONTROLS}]*\Z",  # \Z: "$" passes a final newline
                              error="must not contain control characters (NUL, tab, newline...): "
                                    "send a printable name")
 
@@ -119,7 +120,7 @@ TRACE_SCHEMA = TraceSchema()
 
 _FIELD_NAMES = frozenset(TRACE_SCHEMA.load_fields)
 # The characters _PRINTABLE refuses: a name with any of them is declined.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(f"[{_CONTROLS}]")
 # A plain dotted quad (ASCII digits, no leading zero, each 0..255) is an address ipaddress takes;
 # matching it costs a tenth of ip_address(), which still judges everything else.
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
