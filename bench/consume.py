@@ -110,12 +110,19 @@ def count(database: str) -> int:
     return int(rows)
 
 
-def raw(url: str, database: str, rows: int, batch: int) -> float:
+def bench_row(url: str) -> tuple[str, tuple[object, ...]]:
+    """The INSERT of the live layout and the row the consumers store (``build_row`` of the same
+    trace, so the same bytes)."""
     engine = create_engine(url)
     layout = table_layout(engine)
     row, _ = build_row(item(None), layout, TimestampFormatter("UTC"))
     engine.dispose()
-    return executemany_rate(database, insert_sql(layout, "format"), [row] * rows, batch)
+    return insert_sql(layout, "format"), row
+
+
+def raw(url: str, database: str, rows: int, batch: int) -> float:
+    insert_rows, row = bench_row(url)
+    return executemany_rate(database, insert_rows, [row] * rows, batch)
 
 
 def raw_with_ids(url: str, database: str, rows: int, batch: int) -> float:
@@ -124,25 +131,11 @@ def raw_with_ids(url: str, database: str, rows: int, batch: int) -> float:
     database's share of what the issue asks of a consumer ("rows and their event ids written in
     one transaction"), with no Python of ours in the way. A ceiling for any consumer that keeps
     the per-id duplicate check, printed next to the target's baseline (rows alone)."""
-    engine = create_engine(url)
-    layout = table_layout(engine)
-    row, _ = build_row(item(None), layout, TimestampFormatter("UTC"))
-    engine.dispose()
+    insert_rows, row = bench_row(url)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-    ids = [(new_event_id(), stamp) for _ in range(rows)]
-    insert_rows = insert_sql(layout, "format")
+    ids: list[tuple[object, ...]] = [(new_event_id(), stamp) for _ in range(rows)]
     insert_ids = "INSERT INTO trace_ingest_events (event_id, seen_at) VALUES (%s, %s)"
-    conn = connect(database)
-    start = time.perf_counter()
-    with conn.cursor() as cur:
-        for i in range(0, rows, batch):
-            chunk = ids[i:i + batch]
-            cur.executemany(insert_rows, [row] * len(chunk))
-            cur.executemany(insert_ids, chunk)
-            conn.commit()
-    seconds = time.perf_counter() - start
-    conn.close()
-    return rows / seconds
+    return executemany_rate(database, insert_rows, [row] * rows, batch, companion=(insert_ids, ids))
 
 
 def main() -> None:

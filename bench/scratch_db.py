@@ -35,13 +35,18 @@ def connect(database: str) -> pymysql.connections.Connection:
     return pymysql.connect(host="127.0.0.1", user="root", database=database, charset="utf8mb4")
 
 
-def executemany_rate(database: str, statement: str, rows: list[tuple[object, ...]], batch: int) -> float:
-    """Rows/s of raw PyMySQL ``executemany`` of ``rows``, ``batch`` at a time, a commit each."""
+def executemany_rate(database: str, statement: str, rows: list[tuple[object, ...]], batch: int,
+                     companion: tuple[str, list[tuple[object, ...]]] | None = None) -> float:
+    """Rows/s of raw PyMySQL ``executemany`` of ``rows``, ``batch`` at a time, a commit each.
+    ``companion``: a second statement and its rows (one per row), the same slice of them
+    executed in each batch's transaction."""
     conn = connect(database)
     start = time.perf_counter()
     with conn.cursor() as cur:
         for i in range(0, len(rows), batch):
             cur.executemany(statement, rows[i:i + batch])
+            if companion is not None:
+                cur.executemany(companion[0], companion[1][i:i + batch])
             conn.commit()
     seconds = time.perf_counter() - start
     conn.close()
