@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 
 from bench.scratch_db import connect, executemany_rate, scratch_database  # noqa: E402
-from jobs.queue_consumer import Consumer, QueueSettings  # noqa: E402
+from jobs.queue_consumer import Consumer, QueueSettings, use_a_short_switch_interval  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 from trace_service import migrate  # noqa: E402
 from trace_service.db import create_engine, table_layout  # noqa: E402
@@ -68,13 +68,15 @@ def consume(url: str, redis_url: str, name: str, batch: int) -> None:
     """One consumer until the stream is empty (run in a process of its own)."""
     import redis
 
-    engine = create_engine(url, pool_size=1)
+    use_a_short_switch_interval()  # as `queue consume` does in its process
+    engine = create_engine(url, pool_size=2)  # as `queue consume` opens it
     client = redis.Redis.from_url(redis_url)
     # A short block: the clock stops when the stream is empty, not a second later.
     consumer = Consumer(client, TraceSink(engine, "UTC", None, 86_400.0),
                         QueueSettings(STREAM, GROUP, name, batch, block_ms=20))
     while consumer.step() or client.xlen(STREAM):
         pass
+    consumer.close()
     engine.dispose()
 
 

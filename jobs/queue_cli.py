@@ -26,6 +26,7 @@ from jobs.queue_consumer import (
     QueueSettings,
     consumer_counters,
     default_name,
+    use_a_short_switch_interval,
 )
 from trace_service.breaker import CircuitBreaker
 from trace_service.db import create_engine
@@ -58,8 +59,10 @@ def consume(name: str | None) -> None:
     """Write the stream's traces to the table until SIGTERM or SIGINT (then finish the batch)."""
     config = cli_config()
     client = _client(config)
+    # Two connections: the store thread holds one through each batch, back to back under a
+    # backlog; the opt-out cache and the counters take the other.
     engine = create_engine(config.database_url, connect_timeout=config.connect_timeout,
-                           io_timeout=config.io_timeout, pool_size=1)
+                           io_timeout=config.io_timeout, pool_size=2)
     # No masker: the endpoint masked every trace before it reached the stream. Opt-outs are
     # checked again here, for the traces queued before a subject opted out.
     opt_outs = OptOutCache(engine, config.opt_out_refresh, config.log_interval)
@@ -75,6 +78,7 @@ def consume(name: str | None) -> None:
         click.echo(f"signal {signum}: finishing the batch in hand", err=True)
         consumer.stop()
 
+    use_a_short_switch_interval()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -40,6 +40,8 @@ from trace_service.sql_modes import backslash_escapes_off
 from trace_service.values import TimestampFormatter, normalise_severity, truncate
 
 _DEADLOCK_ATTEMPTS = 3  # InnoDB rolls a deadlock victim back whole: it may simply run again
+# Before the transaction's first statement (MySQL refuses it inside a transaction).
+_READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 _FORGET_EVERY = 500  # on average, expired event ids are deleted once per this many claims
 # A generator of our own: the writer thread must not advance the global `random` state that
 # the host application (or a test's hypothesis run) relies on.
@@ -214,8 +216,9 @@ class TraceSink:
             rows.append(row)
             ids.append(item.event_id if dedup else None)
             result.unknown_severity += not known
-        # Rows whose ids are claimed may be left out when stored: their literals are built then.
-        literals = [row_literal(row) for row in rows] if self._literal_batches and not any(ids) else None
+        # Built here, not when stored, so that a store stage only sends (rows whose ids turn
+        # out to be stored already are left out with their literals then: _claimed_rows).
+        literals = [row_literal(row) for row in rows] if self._literal_batches else None
         return PreparedBatch(rows, ids, result, literals)
 
     def store(self, batch: PreparedBatch) -> WriteResult:
@@ -289,15 +292,16 @@ class TraceSink:
         """Insert ``rows`` in one transaction, skipping those whose event id is already stored
         (claimed in the same transaction); returns how many were skipped."""
         claimed_any = any(ids)
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn, conn.begin():
             if claimed_any and self._literal_batches:
-                # No gap locks for the claim's locking reads (trace_service.idempotency.claim);
-                # the pool resets the level when the connection is returned.
-                conn.execution_options(isolation_level="READ COMMITTED")
-            with conn.begin():
-                if claimed_any:
-                    rows, literals = self._claimed_rows(conn, rows, ids), None
-                self._insert_rows(conn, rows, literals)
+                # No gap locks for the claim's locking reads (idempotency.claim). For this
+                # transaction only: one statement, where setting the session's level (and
+                # the pool's resetting it) took four round trips, each one a wait for the
+                # GIL when another thread is busy (bench/consume.py).
+                conn.exec_driver_sql(_READ_COMMITTED)
+            if claimed_any:
+                rows, literals = self._claimed_rows(conn, rows, ids, literals)
+            self._insert_rows(conn, rows, literals)
         if claimed_any and _dice.random() < 1 / _FORGET_EVERY:
             self._forget_expired()
         return len(ids) - len(rows)
@@ -319,20 +323,23 @@ class TraceSink:
         elif rows:
             conn.exec_driver_sql(self._sql, rows if len(rows) > 1 else rows[0])
 
-    def _claimed_rows(self, conn: Connection, rows: list[tuple[Any, ...]],
-                      ids: list[str | None]) -> list[tuple[Any, ...]]:
-        """The rows to store: those without an event id, and the first row of each id that
-        this transaction claimed."""
+    def _claimed_rows(self, conn: Connection, rows: list[tuple[Any, ...]], ids: list[str | None],
+                      literals: list[str] | None) -> tuple[list[tuple[Any, ...]], list[str] | None]:
+        """The rows to store, and their literals when given: those without an event id, and
+        the first row of each id that this transaction claimed."""
         now = idempotency.utc_now()
         claimed = idempotency.claim(conn, (i for i in ids if i), self.idempotency_window, now)
         kept = []
-        for row, event_id in zip(rows, ids, strict=True):
+        kept_literals: list[str] = []
+        for index, (row, event_id) in enumerate(zip(rows, ids, strict=True)):
             if event_id is not None:
                 if event_id not in claimed:
                     continue
                 claimed.discard(event_id)  # a second copy in the same batch is a duplicate
             kept.append(row)
-        return kept
+            if literals is not None:
+                kept_literals.append(literals[index])
+        return kept, (kept_literals if literals is not None else None)
 
     def _forget_expired(self) -> None:
         """Housekeeping in its own transaction; a failure only delays it to a later batch."""

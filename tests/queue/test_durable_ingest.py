@@ -39,9 +39,10 @@ def queued(database_url: str, redis_server: RedisServer) -> Iterator[Ingest]:
     ingest.app.extensions["trace_writer"].close(2)
 
 
-def consumer_for(ingest: Ingest, server: RedisServer, name: str = "c1", **settings: Any) -> Consumer:
+def consumer_for(ingest: Ingest, server: RedisServer, name: str = "c1", *,
+                 sink_type: type[TraceSink] = TraceSink, **settings: Any) -> Consumer:
     config = ingest.app.extensions["trace_config"]
-    sink = TraceSink(ingest.app.extensions["trace_engine"], config.table_timezone, None,
+    sink = sink_type(ingest.app.extensions["trace_engine"], config.table_timezone, None,
                      config.idempotency_window)
     consumer = Consumer(server.client(), sink, QueueSettings(
         STREAM, "writers", name, **{"batch_size": 20, "claim_seconds": 60.0, **settings}),
@@ -226,6 +227,145 @@ def test_a_database_outage_is_ridden_out_in_the_stream(
         ingest.app.extensions["trace_writer"].close(2)
 
 
+# ---------------------------------------------------------------- the store thread
+
+class RecordingSink(TraceSink):
+    """A real sink that notes its calls; ``hook`` runs at the start of each store (its number)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: list[tuple[str, int]] = []
+        self.storing = threading.Event()  # set while a store runs
+        self.hook: Any = None
+
+    def prepare(self, items: list[Any]) -> Any:
+        self.calls.append(("prepare", len(items)))
+        if self.storing.is_set():
+            self.calls.append(("prepared while storing", len(items)))
+        return super().prepare(items)
+
+    def store(self, batch: Any) -> Any:
+        number = sum(1 for call, _ in self.calls if call == "store")
+        self.calls.append(("store", len(batch.rows)))
+        self.storing.set()
+        try:
+            if self.hook is not None:
+                self.hook(number)
+            return super().store(batch)
+        finally:
+            self.storing.clear()
+
+
+def test_the_next_batch_is_prepared_while_a_full_one_is_stored(
+        queued: Ingest, redis_server: RedisServer) -> None:
+    queued.post([{"event_key": f"p.{i}"} for i in range(45)])
+    consumer = consumer_for(queued, redis_server, sink_type=RecordingSink)
+    sink: Any = consumer.sink
+    second_prepared = threading.Event()
+    real_prepare = sink.prepare
+
+    def prepare(items: list[Any]) -> Any:
+        prepared = real_prepare(items)
+        if sum(call == "prepare" for call, _ in sink.calls) == 2:
+            second_prepared.set()
+        return prepared
+
+    sink.prepare = prepare
+    # The first store waits (at most 5 s) for the second batch to be prepared: serial, it never is.
+    sink.hook = lambda number: second_prepared.wait(5) if number == 0 else None
+    drain(consumer)
+    consumer.close()
+    assert ("prepared while storing", 20) in sink.calls  # batch 2 built while batch 1 was sent
+    assert sorted(r.event_key for r in stored(queued)) == sorted(f"p.{i}" for i in range(45))
+    assert (consumer.counts.written, consumer.counts.duplicates, consumer.counts.batches) == (45, 0, 3)
+    assert queue_status(redis_server.client(), STREAM, "writers")["pending"] == 0
+
+
+def test_an_outage_of_the_batch_in_flight_takes_it_and_the_next_again(
+        queued: Ingest, redis_server: RedisServer) -> None:
+    queued.post([{"event_key": f"o.{i}"} for i in range(40)])
+    consumer = consumer_for(queued, redis_server, sink_type=RecordingSink)
+    sink: Any = consumer.sink
+    engine: Engine = queued.app.extensions["trace_engine"]
+
+    def table_away(number: int) -> None:
+        if number == 0:  # a real outage: the table is gone when the first full batch is sent
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE telemetry_traces RENAME TO telemetry_traces_away")
+
+    sink.hook = table_away
+    consumer.step()  # batch 1 handed to the store thread
+    consumer.step()  # batch 2 prepared; batch 1 comes back unavailable: both stay ours
+    assert consumer.counts.outages == 1 and stored_count(redis_server) == 40
+    assert queue_status(redis_server.client(), STREAM, "writers")["pending"] == 40
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE telemetry_traces_away RENAME TO telemetry_traces")
+    deadline = time.monotonic() + 10
+    while redis_server.client().xlen(STREAM) and time.monotonic() < deadline:
+        consumer.step()
+    consumer.close()
+    assert sorted(r.event_key for r in stored(queued)) == sorted(f"o.{i}" for i in range(40))
+    # Batch 2 was not sent while batch 1 was to be taken again: nothing was written twice.
+    assert (consumer.counts.written, consumer.counts.duplicates) == (40, 0)
+    assert queue_status(redis_server.client(), STREAM, "writers")["pending"] == 0
+
+
+def test_a_store_that_raises_in_the_store_thread_keeps_the_entries(
+        queued: Ingest, redis_server: RedisServer) -> None:
+    queued.post([{"event_key": f"r.{i}"} for i in range(40)])
+    consumer = consumer_for(queued, redis_server, sink_type=RecordingSink)
+    sink: Any = consumer.sink
+
+    def raise_once(number: int) -> None:
+        if number == 0:
+            raise RuntimeError("a bug in the sink")
+
+    sink.hook = raise_once
+    drain(consumer)
+    consumer.close()
+    assert sorted(r.event_key for r in stored(queued)) == sorted(f"r.{i}" for i in range(40))
+    assert not consumer.counts.dead and consumer.counts.written == 40
+    assert queue_status(redis_server.client(), STREAM, "writers")["pending"] == 0
+
+
+def test_a_stop_settles_the_batch_in_flight_before_run_returns(
+        queued: Ingest, redis_server: RedisServer) -> None:
+    queued.post([{"event_key": f"s.{i}"} for i in range(40)])
+    consumer = consumer_for(queued, redis_server, name="stops", sink_type=RecordingSink)
+    sink: Any = consumer.sink
+    stopping = threading.Event()
+
+    def stop_during_the_first_store(number: int) -> None:
+        if number == 0:
+            consumer.stop()
+            stopping.set()
+
+    sink.hook = stop_during_the_first_store
+    thread = threading.Thread(target=consumer.run)
+    thread.start()
+    assert stopping.wait(10)
+    thread.join(10)
+    assert not thread.is_alive()
+    client = redis_server.client()
+    # The batch in flight was stored and acknowledged (deleted); the rest waits in the stream.
+    assert len(stored(queued)) == 20 and client.xlen(STREAM) == 20
+    again = consumer_for(queued, redis_server, name="stops")
+    thread = threading.Thread(target=again.run)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while client.xlen(STREAM) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    again.stop()
+    thread.join(10)
+    assert sorted(r.event_key for r in stored(queued)) == sorted(f"s.{i}" for i in range(40))
+    assert again.counts.duplicates == 0
+
+
+def stored_count(server: RedisServer) -> int:
+    """Entries still in the stream (not yet stored and acknowledged)."""
+    return int(server.client().xlen(STREAM))
+
+
 def test_status_counts_pending_per_consumer_and_the_oldest_age(
         queued: Ingest, redis_server: RedisServer) -> None:
     queued.post([{"event_key": f"s.{i}"} for i in range(3)])
@@ -242,7 +382,7 @@ def test_a_stopped_consumer_returns_after_its_batch(
         queued: Ingest, redis_server: RedisServer) -> None:
     queued.post([{"event_key": f"cli.{i}"} for i in range(7)])
     runner = queued.app.test_cli_runner()
-    # `queue consume` itself runs in a process of its own (tests/queue/test_consumer_process.py);
+    # `queue consume` itself runs in a process of its own (tests/reliability/test_durable_queue.py);
     # here its loop runs in a thread and stop() is what its SIGTERM handler calls.
     consumer = consumer_for(queued, redis_server, name="cli")
     thread = threading.Thread(target=consumer.run)

@@ -249,3 +249,36 @@ def test_a_new_batch_is_claimed_in_one_insert(sqlite_url: str, mariadb_url: str)
         assert sum("trace_ingest_events" in s and s.lstrip().upper().startswith("SELECT")
                    for s in statements) == 1
         engine.dispose()
+
+
+class IsolationNotingSink(TraceSink):
+    """A real sink that reads, just before its rows are inserted, the isolation level of the
+    transaction they are inserted in (InnoDB's own view of it)."""
+
+    levels: list[str]
+
+    def _insert_rows(self, conn: Any, rows: Any, literals: Any = None) -> None:
+        self.levels.append(conn.exec_driver_sql(
+            "SELECT trx_isolation_level FROM information_schema.INNODB_TRX "
+            "WHERE trx_mysql_thread_id = CONNECTION_ID()").scalar_one())
+        super()._insert_rows(conn, rows, literals)
+
+
+def test_claiming_transactions_run_in_read_committed_and_leave_the_session_as_it_was(
+        mariadb_url: str) -> None:
+    # The claim's locking reads must take no gap locks (idempotency.claim): the sink asks for
+    # READ COMMITTED for the transaction alone, on a new connection as on a reused one.
+    engine = create_engine(mariadb_url, pool_size=1)
+    migrate.upgrade(engine)
+    sink = IsolationNotingSink(engine, "UTC", idempotency_window=WINDOW)
+    sink.levels = []
+    try:
+        engine.dispose()  # the first batch runs on a new connection
+        for batch in range(3):
+            result = sink.write([item(f"iso.{batch}.{i}", str(uuid.uuid4())) for i in range(3)])
+            assert result.written == 3, result.last_error
+        assert sink.levels == ["READ COMMITTED"] * 3
+        with engine.connect() as conn:  # the next transaction is the session's again
+            assert conn.exec_driver_sql("SELECT @@session.tx_isolation").scalar() == "REPEATABLE-READ"
+    finally:
+        engine.dispose()
