@@ -14,6 +14,8 @@
     ├── TraceWriteError                 the writer lost rows to errors (raised only in strict mode)
     ├── SinkUnavailable                 the database cannot take writes now (the writer's circuit
     │                                   breaker counts it; never reaches a caller)
+    ├── ClaimConflict                   a batch's event-id claim met stored ids (the sink claims
+    │                                   again id by id; never reaches a caller)
     ├── AuditWriteForbidden             the guard refused a statement that writes audit_logs
     ├── UnparseableSQL                  SQL text the guard cannot analyse (refused if it names a
     │                                   protected table)
@@ -69,6 +71,11 @@ class MetadataError(TraceInputError):
 
 class SinkUnavailable(TelemetryError):
     """The database cannot take writes now (unreachable, table missing): a breaker failure."""
+
+
+class ClaimConflict(TelemetryError):
+    """A batch's event-id claim met ids already stored. Never reaches a user: the sink rolls the
+    transaction back and claims the batch again id by id (``trace_service.idempotency.claim``)."""
 
 
 class AuditWriteForbidden(TelemetryError):

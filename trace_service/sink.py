@@ -27,7 +27,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from governance.errors import AuditWriteForbidden, MaskingError
+from governance.errors import AuditWriteForbidden, ClaimConflict, MaskingError
 from governance.masking import Masker
 from trace_service import db, idempotency
 from trace_service.errors import LayoutError, SinkUnavailable, TraceInputError
@@ -277,18 +277,27 @@ class TraceSink:
 
     def _insert_retrying(self, rows: list[tuple[Any, ...]], ids: list[str | None],
                          literals: list[str] | None = None) -> int:
-        """:meth:`_insert`, run again when InnoDB chose it as a deadlock victim (the whole
-        transaction was rolled back, so nothing of it is stored twice)."""
-        for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+        """:meth:`_insert`, run again with the ids claimed one by one when the batch's claim
+        met stored ids (:class:`ClaimConflict`), and when InnoDB chose it as a deadlock victim
+        (the whole transaction was rolled back, so nothing of it is stored twice). Two batch
+        claims meeting the same stored ids can deadlock on the shared locks their inserts take;
+        one by one, claimers lock each id exclusively, in one order, and do not
+        (trace_service.idempotency.claim)."""
+        one_by_one = False
+        attempt = 0
+        while True:
             try:
-                return self._insert(rows, ids, literals)
+                return self._insert(rows, ids, literals, one_by_one=one_by_one)
+            except ClaimConflict:
+                one_by_one = True
             except sa_exc.OperationalError as exc:
+                attempt += 1
                 if db.error_code(exc) != db.ER_LOCK_DEADLOCK or attempt == _DEADLOCK_ATTEMPTS:
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+                one_by_one = True
 
     def _insert(self, rows: list[tuple[Any, ...]], ids: list[str | None],
-                literals: list[str] | None = None) -> int:
+                literals: list[str] | None = None, *, one_by_one: bool = False) -> int:
         """Insert ``rows`` in one transaction, skipping those whose event id is already stored
         (claimed in the same transaction); returns how many were skipped."""
         claimed_any = any(ids)
@@ -300,7 +309,7 @@ class TraceSink:
                 # GIL when another thread is busy (bench/consume.py).
                 conn.exec_driver_sql(_READ_COMMITTED)
             if claimed_any:
-                rows, literals = self._claimed_rows(conn, rows, ids, literals)
+                rows, literals = self._claimed_rows(conn, rows, ids, literals, one_by_one)
             self._insert_rows(conn, rows, literals)
         if claimed_any and _dice.random() < 1 / _FORGET_EVERY:
             self._forget_expired()
@@ -324,11 +333,13 @@ class TraceSink:
             conn.exec_driver_sql(self._sql, rows if len(rows) > 1 else rows[0])
 
     def _claimed_rows(self, conn: Connection, rows: list[tuple[Any, ...]], ids: list[str | None],
-                      literals: list[str] | None) -> tuple[list[tuple[Any, ...]], list[str] | None]:
+                      literals: list[str] | None, one_by_one: bool
+                      ) -> tuple[list[tuple[Any, ...]], list[str] | None]:
         """The rows to store, and their literals when given: those without an event id, and
         the first row of each id that this transaction claimed."""
         now = idempotency.utc_now()
-        claimed = idempotency.claim(conn, (i for i in ids if i), self.idempotency_window, now)
+        claimed = idempotency.claim(conn, (i for i in ids if i), self.idempotency_window, now,
+                                    one_by_one=one_by_one)
         kept = []
         kept_literals: list[str] = []
         for index, (row, event_id) in enumerate(zip(rows, ids, strict=True)):

@@ -4,6 +4,7 @@ workers receiving the same id at once store it once (MariaDB and SQLite)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from governance.errors import ClaimConflict
 from tests.trace_service.http.test_ingest import Ingest, make_ingest
 from trace_service import idempotency, migrate
 from trace_service.db import create_engine, is_mysql
@@ -181,9 +183,15 @@ def race_claims(engine: Engine, ids: list[str], claimers: int, now: datetime) ->
         try:
             with engine.connect() as conn:
                 conn.execution_options(isolation_level="READ COMMITTED")
-                with conn.begin():
-                    barrier.wait(10)
-                    won.append(idempotency.claim(conn, ids, WINDOW, now))
+                try:
+                    with conn.begin():
+                        barrier.wait(10)
+                        won.append(idempotency.claim(conn, ids, WINDOW, now))
+                except ClaimConflict:
+                    # As the sink does: another claimer took ids between this one's read and
+                    # its insert; rolled back, the ids are claimed one by one.
+                    with conn.begin():
+                        won.append(idempotency.claim(conn, ids, WINDOW, now, one_by_one=True))
         except BaseException as exc:  # raised in the test's thread below
             errors.append(exc)
 
@@ -217,8 +225,9 @@ def test_concurrent_claims_of_stored_and_new_ids_never_deadlock(mariadb_url: str
 
 
 def test_two_claimers_of_the_same_new_batch_take_each_id_once(mariadb_url: str) -> None:
-    # The batch path (one multi-row INSERT IGNORE): the loser's insert skips ids, is rolled back
-    # to its savepoint, and the ids are decided one by one (as duplicates).
+    # The batch path (one multi-row INSERT IGNORE): the loser's insert skips ids, its
+    # transaction is rolled back (ClaimConflict), and the ids are decided one by one in a new
+    # one (as duplicates).
     engine = create_engine(mariadb_url, pool_size=2)
     migrate.upgrade(engine)
     now = datetime(2030, 1, 1, 0, 0, 0)
@@ -280,5 +289,43 @@ def test_claiming_transactions_run_in_read_committed_and_leave_the_session_as_it
         assert sink.levels == ["READ COMMITTED"] * 3
         with engine.connect() as conn:  # the next transaction is the session's again
             assert conn.exec_driver_sql("SELECT @@session.tx_isolation").scalar() == "REPEATABLE-READ"
+    finally:
+        engine.dispose()
+
+
+def test_an_id_claimed_between_the_read_and_the_insert_is_claimed_again_id_by_id(
+        mariadb_url: str) -> None:
+    # Another transaction inserts one of the batch's ids and commits only once the sink's
+    # batch insert waits on it: the sink's read saw nothing, its insert skips the id
+    # (ClaimConflict), and the sink claims the batch again one by one in a new transaction.
+    engine = create_engine(mariadb_url, pool_size=3)
+    migrate.upgrade(engine)
+    sink = TraceSink(engine, "UTC", idempotency_window=WINDOW)
+    taken = str(uuid.uuid4())
+    batch = [item(f"k.{i}", event_id) for i, event_id in
+             enumerate(sorted([taken, *(str(uuid.uuid4()) for _ in range(4))]))]
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda *args: statements.append(args[2]))
+    results: list[Any] = []
+    try:
+        with engine.connect() as other:
+            other.exec_driver_sql(f"INSERT INTO trace_ingest_events (event_id, seen_at) "
+                                  f"VALUES ('{taken}', '2030-01-01 00:00:00')")
+            writer = threading.Thread(target=lambda: results.append(sink.write(batch)))
+            writer.start()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not other.exec_driver_sql(
+                    "SELECT COUNT(*) FROM information_schema.INNODB_TRX "
+                    "WHERE trx_state = 'LOCK WAIT'").scalar():
+                time.sleep(0.2)  # InnoDB refreshes INNODB_TRX only after 0.1 s without a read
+            other.commit()
+            writer.join(10)
+        (result,) = results
+        assert (result.written, result.duplicates, sum(result.dropped.values())) == (4, 1, 0), result.last_error
+        assert sorted(stored_keys(engine)) == sorted(i.event_key for i in batch if i.event_id != taken)
+        batch_inserts = [s for s in statements if s.startswith("INSERT IGNORE INTO trace_ingest_events")
+                         and s.count("),(") == 4]
+        assert len(batch_inserts) == 1  # the batch insert ran once, then id by id
     finally:
         engine.dispose()
