@@ -256,11 +256,17 @@ class RecordingSink(TraceSink):
             self.storing.clear()
 
 
+def recording(queued: Ingest, server: RedisServer, prefix: str, count: int,
+              name: str = "c1") -> tuple[Consumer, Any]:
+    """``count`` traces posted (``<prefix>.<i>``), and a consumer whose sink notes its calls."""
+    queued.post([{"event_key": f"{prefix}.{i}"} for i in range(count)])
+    consumer = consumer_for(queued, server, name, sink_type=RecordingSink)
+    return consumer, consumer.sink
+
+
 def test_the_next_batch_is_prepared_while_a_full_one_is_stored(
         queued: Ingest, redis_server: RedisServer) -> None:
-    queued.post([{"event_key": f"p.{i}"} for i in range(45)])
-    consumer = consumer_for(queued, redis_server, sink_type=RecordingSink)
-    sink: Any = consumer.sink
+    consumer, sink = recording(queued, redis_server, "p", 45)
     second_prepared = threading.Event()
     real_prepare = sink.prepare
 
@@ -283,9 +289,7 @@ def test_the_next_batch_is_prepared_while_a_full_one_is_stored(
 
 def test_an_outage_of_the_batch_in_flight_takes_it_and_the_next_again(
         queued: Ingest, redis_server: RedisServer) -> None:
-    queued.post([{"event_key": f"o.{i}"} for i in range(40)])
-    consumer = consumer_for(queued, redis_server, sink_type=RecordingSink)
-    sink: Any = consumer.sink
+    consumer, sink = recording(queued, redis_server, "o", 40)
     engine: Engine = queued.app.extensions["trace_engine"]
 
     def table_away(number: int) -> None:
@@ -312,9 +316,7 @@ def test_an_outage_of_the_batch_in_flight_takes_it_and_the_next_again(
 
 def test_a_store_that_raises_in_the_store_thread_keeps_the_entries(
         queued: Ingest, redis_server: RedisServer) -> None:
-    queued.post([{"event_key": f"r.{i}"} for i in range(40)])
-    consumer = consumer_for(queued, redis_server, sink_type=RecordingSink)
-    sink: Any = consumer.sink
+    consumer, sink = recording(queued, redis_server, "r", 40)
 
     def raise_once(number: int) -> None:
         if number == 0:
@@ -330,9 +332,7 @@ def test_a_store_that_raises_in_the_store_thread_keeps_the_entries(
 
 def test_a_stop_settles_the_batch_in_flight_before_run_returns(
         queued: Ingest, redis_server: RedisServer) -> None:
-    queued.post([{"event_key": f"s.{i}"} for i in range(40)])
-    consumer = consumer_for(queued, redis_server, name="stops", sink_type=RecordingSink)
-    sink: Any = consumer.sink
+    consumer, sink = recording(queued, redis_server, "s", 40, name="stops")
     stopping = threading.Event()
 
     def stop_during_the_first_store(number: int) -> None:

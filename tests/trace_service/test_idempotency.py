@@ -322,7 +322,8 @@ def test_an_id_claimed_between_the_read_and_the_insert_is_claimed_again_id_by_id
             other.commit()
             writer.join(10)
         (result,) = results
-        assert (result.written, result.duplicates, sum(result.dropped.values())) == (4, 1, 0), result.last_error
+        outcome = (result.written, result.duplicates, sum(result.dropped.values()))
+        assert outcome == (4, 1, 0), result.last_error
         assert sorted(stored_keys(engine)) == sorted(i.event_key for i in batch if i.event_id != taken)
         batch_inserts = [s for s in statements if s.startswith("INSERT IGNORE INTO trace_ingest_events")
                          and s.count("),(") == 4]
