@@ -301,16 +301,24 @@ class TraceSink:
         """Insert ``rows`` in one transaction, skipping those whose event id is already stored
         (claimed in the same transaction); returns how many were skipped."""
         claimed_any = any(ids)
-        with self.engine.connect() as conn, conn.begin():
-            if claimed_any and self._literal_batches:
-                # No gap locks for the claim's locking reads (idempotency.claim). For this
-                # transaction only: one statement, where setting the session's level (and
-                # the pool's resetting it) took four round trips, each one a wait for the
-                # GIL when another thread is busy (bench/consume.py).
-                conn.exec_driver_sql(_READ_COMMITTED)
-            if claimed_any:
-                rows, literals = self._claimed_rows(conn, rows, ids, literals, one_by_one)
-            self._insert_rows(conn, rows, literals)
+        with self.engine.connect() as conn:
+            # No gap locks for the claim's locking reads (idempotency.claim). For this
+            # transaction only: one statement, where setting the session's level (and the
+            # pool's resetting it) took four round trips, each one a wait for the GIL when
+            # another thread is busy (bench/consume.py). But a session in autocommit (an engine
+            # handed in with isolation_level="AUTOCOMMIT") would commit the claims apart from
+            # their rows: there the level is set the dialect's way, which also ends autocommit.
+            read_committed = claimed_any and self._literal_batches
+            dbapi: Any = conn.connection.dbapi_connection
+            per_transaction = read_committed and not dbapi.get_autocommit()
+            if read_committed and not per_transaction:
+                conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                if per_transaction:
+                    conn.exec_driver_sql(_READ_COMMITTED)
+                if claimed_any:
+                    rows, literals = self._claimed_rows(conn, rows, ids, literals, one_by_one)
+                self._insert_rows(conn, rows, literals)
         if claimed_any and _dice.random() < 1 / _FORGET_EVERY:
             self._forget_expired()
         return len(ids) - len(rows)

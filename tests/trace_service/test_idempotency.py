@@ -267,17 +267,24 @@ class IsolationNotingSink(TraceSink):
     levels: list[str]
 
     def _insert_rows(self, conn: Any, rows: Any, literals: Any = None) -> None:
-        self.levels.append(conn.exec_driver_sql(
+        in_transaction = conn.exec_driver_sql("SELECT @@in_transaction").scalar_one()
+        time.sleep(0.15)  # InnoDB refreshes INNODB_TRX only after 0.1 s without a read
+        level = conn.exec_driver_sql(
             "SELECT trx_isolation_level FROM information_schema.INNODB_TRX "
-            "WHERE trx_mysql_thread_id = CONNECTION_ID()").scalar_one())
+            "WHERE trx_mysql_thread_id = CONNECTION_ID()").scalar()
+        self.levels.append(f"{level} {'in' if in_transaction else 'outside'} a transaction")
         super()._insert_rows(conn, rows, literals)
 
 
+@pytest.mark.parametrize("autocommit", [False, True])
 def test_claiming_transactions_run_in_read_committed_and_leave_the_session_as_it_was(
-        mariadb_url: str) -> None:
+        mariadb_url: str, autocommit: bool) -> None:
     # The claim's locking reads must take no gap locks (idempotency.claim): the sink asks for
-    # READ COMMITTED for the transaction alone, on a new connection as on a reused one.
-    engine = create_engine(mariadb_url, pool_size=1)
+    # READ COMMITTED for the transaction alone, on a new connection as on a reused one. On an
+    # engine handed in with AUTOCOMMIT, the claims and their rows are still one transaction
+    # (INNODB_TRX has no row for a statement that commits alone: scalar_one() would raise).
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    engine = create_engine(mariadb_url, pool_size=1, **options)
     migrate.upgrade(engine)
     sink = IsolationNotingSink(engine, "UTC", idempotency_window=WINDOW)
     sink.levels = []
@@ -286,9 +293,12 @@ def test_claiming_transactions_run_in_read_committed_and_leave_the_session_as_it
         for batch in range(3):
             result = sink.write([item(f"iso.{batch}.{i}", str(uuid.uuid4())) for i in range(3)])
             assert result.written == 3, result.last_error
-        assert sink.levels == ["READ COMMITTED"] * 3
+        assert sink.levels == ["READ COMMITTED in a transaction"] * 3
         with engine.connect() as conn:  # the next transaction is the session's again
-            assert conn.exec_driver_sql("SELECT @@session.tx_isolation").scalar() == "REPEATABLE-READ"
+            if not autocommit:  # (in autocommit every statement is a transaction of its own)
+                assert conn.exec_driver_sql("SELECT @@session.tx_isolation").scalar() == "REPEATABLE-READ"
+            dbapi: Any = conn.connection.dbapi_connection
+            assert dbapi.get_autocommit() == autocommit
     finally:
         engine.dispose()
 
