@@ -14,8 +14,8 @@
     ├── TraceWriteError                 the writer lost rows to errors (raised only in strict mode)
     ├── SinkUnavailable                 the database cannot take writes now (the writer's circuit
     │                                   breaker counts it; never reaches a caller)
-    ├── ClaimConflict                   a batch's event-id claim met stored ids (the sink claims
-    │                                   again id by id; never reaches a caller)
+    ├── ClaimConflict                   a batch's event ids were claimed by another meanwhile (the
+    │                                   sink claims again id by id; never reaches a caller)
     ├── AuditWriteForbidden             the guard refused a statement that writes audit_logs
     ├── UnparseableSQL                  SQL text the guard cannot analyse (refused if it names a
     │                                   protected table)
@@ -74,8 +74,9 @@ class SinkUnavailable(TelemetryError):
 
 
 class ClaimConflict(TelemetryError):
-    """A batch's event-id claim met ids already stored. Never reaches a user: the sink rolls the
-    transaction back and claims the batch again id by id (``trace_service.idempotency.claim``)."""
+    """Another claimer took some of a batch's event ids between the batch claim's read and its
+    insert (``trace_service.idempotency.claim``). ``TraceSink`` catches it, rolls the transaction
+    back and claims the batch again id by id: it never reaches a user of the writer."""
 
 
 class AuditWriteForbidden(TelemetryError):

@@ -60,7 +60,7 @@ def consume(name: str | None) -> None:
     config = cli_config()
     client = _client(config)
     # Two connections: the store thread holds one through each batch, back to back under a
-    # backlog; the opt-out cache and the counters take the other.
+    # backlog; the consumer's own thread and the counters take the other.
     engine = create_engine(config.database_url, connect_timeout=config.connect_timeout,
                            io_timeout=config.io_timeout, pool_size=2)
     # No masker: the endpoint masked every trace before it reached the stream. Opt-outs are

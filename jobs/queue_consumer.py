@@ -177,7 +177,8 @@ class Consumer:
         A full batch (a backlog is likely) is handed to the store thread and settled in the
         next turn, after the batch following it is taken and prepared: the database stores one
         batch while this thread reads, decodes and builds the next one. A partial batch is
-        written in this turn."""
+        written in this turn. A batch may so be in flight when this returns: :meth:`close`
+        (which :meth:`run` calls) settles it."""
         if self.breaker.state == OPEN:  # nothing is in flight while it is open (_finish)
             delay = self.breaker.retry_at - time.monotonic()
             if delay > 0:
@@ -251,6 +252,9 @@ class Consumer:
         reply = self.client.xautoclaim(s.stream, s.group, s.name, int(s.claim_seconds * 1000),
                                        start_id="0-0", count=s.batch_size)
         entries: list[Entry] = [(entry_id, fields) for entry_id, fields in reply[1] if fields]
+        if self._in_flight is not None:  # ours, idle only because the store took that long
+            in_flight = {entry_id for entry_id, _ in self._in_flight.kept}
+            entries = [entry for entry in entries if entry[0] not in in_flight]
         deleted = list(reply[2]) if len(reply) > 2 else []
         if deleted:
             self._ack(deleted)
