@@ -112,7 +112,7 @@ class _InFlight:
 
     kept: list[Entry]
     items: list[TraceItem]
-    future: Future[WriteResult]
+    future: Future[WriteResult | Exception]
 
 
 class Consumer:
@@ -204,8 +204,8 @@ class Consumer:
             return settled
         kept, items, batch = prepared
         if len(entries) < self.settings.batch_size:
-            return settled + self._finish(kept, items, self._store_now(batch))
-        future = self._store_thread().submit(self.sink.store, batch)
+            return settled + self._finish(kept, items, self._store(batch))
+        future = self._store_thread().submit(self._store, batch)
         self._in_flight = _InFlight(kept, items, future)
         return settled
 
@@ -302,7 +302,8 @@ class Consumer:
             return len(unreadable) + self._failed(kept, exc), None
         return len(unreadable), (kept, items, batch)
 
-    def _store_now(self, batch: Any) -> WriteResult | Exception:
+    def _store(self, batch: Any) -> WriteResult | Exception:
+        """``sink.store(batch)``, in this thread or the store thread; what it raised, returned."""
         try:
             return self.sink.store(batch)
         except Exception as exc:  # a bug: _finish keeps the entries and counts them
@@ -318,11 +319,7 @@ class Consumer:
         in_flight, self._in_flight = self._in_flight, None
         if in_flight is None:
             return 0
-        try:
-            result: WriteResult | Exception = in_flight.future.result()
-        except Exception as exc:  # raised by the sink's store
-            result = exc
-        return self._finish(in_flight.kept, in_flight.items, result)
+        return self._finish(in_flight.kept, in_flight.items, in_flight.future.result())
 
     def _finish(self, kept: list[Entry], items: list[TraceItem], result: WriteResult | Exception) -> int:
         """Settle a stored batch: acknowledge what is stored, park what was refused, keep the

@@ -277,12 +277,12 @@ class TraceSink:
 
     def _insert_retrying(self, rows: list[tuple[Any, ...]], ids: list[str | None],
                          literals: list[str] | None = None) -> int:
-        """:meth:`_insert`, run again with the ids claimed one by one when the batch's claim
-        met stored ids (:class:`ClaimConflict`), and when InnoDB chose it as a deadlock victim
-        (the whole transaction was rolled back, so nothing of it is stored twice). Two batch
-        claims meeting the same stored ids can deadlock on the shared locks their inserts take;
-        one by one, claimers lock each id exclusively, in one order, and do not
-        (trace_service.idempotency.claim)."""
+        """:meth:`_insert`, run again with the ids claimed one by one when another claimer took
+        some of the batch's ids between its claim's read and its insert (:class:`ClaimConflict`),
+        and when InnoDB chose it as a deadlock victim (the whole transaction was rolled back, so
+        nothing of it is stored twice). Two batch claims in that race can deadlock on the shared
+        locks their inserts take; one by one, claimers lock each id exclusively, in one order,
+        and do not (trace_service.idempotency.claim)."""
         one_by_one = False
         attempt = 0
         while True:
