@@ -320,8 +320,10 @@ def test_an_id_claimed_between_the_read_and_the_insert_is_claimed_again_id_by_id
     results: list[Any] = []
     try:
         with engine.connect() as other:
+            # Stamped by the clock the sink reads (a fixed date would expire some day).
+            seen_at = idempotency.utc_now().isoformat(" ")
             other.exec_driver_sql(f"INSERT INTO trace_ingest_events (event_id, seen_at) "
-                                  f"VALUES ('{taken}', '2030-01-01 00:00:00')")
+                                  f"VALUES ('{taken}', '{seen_at}')")
             writer = threading.Thread(target=lambda: results.append(sink.write(batch)))
             writer.start()
             deadline = time.monotonic() + 10
