@@ -19,15 +19,17 @@ its range locks never meet a write's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from governance.errors import ClaimConflict
-from trace_service.sql_literals import mysql_statements, row_literal, row_literal_no_backslash
+from trace_service import db
+from trace_service.sql_literals import mysql_statements
 from trace_service.sql_modes import backslash_escapes_off
 
 TABLE = "trace_ingest_events"
@@ -37,7 +39,18 @@ _SELECT = sa.text(f"SELECT event_id FROM {TABLE} WHERE event_id IN :ids AND seen
 _SELECT_ANY = sa.text(f"SELECT event_id FROM {TABLE} WHERE event_id IN :ids LIMIT 1"
                       ).bindparams(sa.bindparam("ids", expanding=True))
 _RENEW = sa.text(f"UPDATE {TABLE} SET seen_at = :now WHERE event_id = :id")
-_FORGET_BATCH = 10_000  # rows per DELETE, so a backlog after an outage never holds long locks
+# The batch claim's answer to an id that is there: a change, so the server counts the row
+# twice (1 per insert, 2 per changed row: MySQL's affected rows), and an exclusive lock on the
+# id alone (a duplicate primary key under ON DUPLICATE KEY UPDATE), where INSERT IGNORE would
+# take a shared one on the id and the gap before it. The change is always rolled back
+# (ClaimConflict): the count only says that some ids were there.
+_MARK_STORED = " ON DUPLICATE KEY UPDATE seen_at = seen_at + INTERVAL 1 MICROSECOND"
+_FORGET_BATCH = 10_000
+# Deadlocks a one-by-one claim may lose before its batch is given up (counted as a db_error):
+# it meets them only against batch claims of the same ids, each of which runs once.
+DEADLOCK_ATTEMPTS = 3
+
+T = TypeVar("T")  # rows per DELETE, so a backlog after an outage never holds long locks
 
 
 def utc_now() -> datetime:
@@ -61,10 +74,11 @@ def claim(conn: Connection, event_ids: Iterable[str], window_seconds: float,
     """Remember ``event_ids`` in ``conn``'s transaction; returns those that were new (or
     expired) and whose traces must be stored. The others are duplicates.
 
-    Several new ids are first claimed in one multi-row ``INSERT IGNORE`` (:func:`_claim_batch`).
-    On MySQL, when another claimer took one of them between its read and its insert, it raises
-    :class:`ClaimConflict`: the caller rolls the transaction back and claims again with
-    ``one_by_one`` in a new one (``TraceSink`` does).
+    Several ids are first claimed as new ones, in one multi-row ``INSERT IGNORE``
+    (:func:`_claim_batch`). On MySQL, when it skipped any (an id stored already, or claimed by
+    another transaction meanwhile), it raises :class:`ClaimConflict`, and InnoDB may also pick
+    such a batch claim as a deadlock victim: either way the caller rolls the transaction back
+    and claims again with ``one_by_one`` in a new one (``TraceSink`` does).
 
     One by one, each id is first read with ``FOR UPDATE`` (an exclusive lock from the start:
     two claimers of a stored id queue behind each other instead of both holding a shared lock
@@ -83,45 +97,72 @@ def claim(conn: Connection, event_ids: Iterable[str], window_seconds: float,
     return _claim_one_by_one(conn, ids, now, old)
 
 
+def retrying_claims(transaction: Callable[[bool], T]) -> T:
+    """``transaction(one_by_one)``, run again with ``one_by_one`` when it raised
+    :class:`ClaimConflict` or lost a deadlock; its result. ``transaction`` must be a whole
+    transaction that claims with :func:`claim` (``one_by_one`` passed on) and rolls back when
+    that raises: then running it again stores nothing twice.
+
+    The batch claim (the first run) may conflict or lose a deadlock to another batch claim of
+    the same ids; one by one, ids are locked exclusively and in one order, yet a one-by-one claim
+    can still lose a deadlock to a batch claim in flight: it runs again, up to
+    :data:`DEADLOCK_ATTEMPTS` times, and the last deadlock is raised. Any other error is raised
+    at once."""
+    one_by_one = False
+    lost = 0
+    while True:
+        try:
+            return transaction(one_by_one)
+        except ClaimConflict:
+            pass
+        except sa.exc.OperationalError as exc:
+            if db.error_code(exc) != db.ER_LOCK_DEADLOCK:
+                raise
+            if one_by_one:
+                lost += 1
+                if lost == DEADLOCK_ATTEMPTS:
+                    raise
+        one_by_one = True
+
+
 def _claim_batch(conn: Connection, ids: list[str], now: datetime) -> set[str] | None:
-    """:func:`claim` of a batch of new ids in two statements (a queue consumer's batch is all
-    ids, nearly always new): one read of the ids, then one multi-row ``INSERT IGNORE``.
+    """:func:`claim` of a batch of ids taken to be new (a queue consumer's batch is all ids,
+    nearly always new): on MySQL one multi-row ``INSERT IGNORE``, and nothing else.
 
-    None (decide id by id, in the same transaction) when any id is already there, since
-    renewing or skipping stored ids is where claimers meet and the one-by-one order keeps them
-    from deadlocking (an ``INSERT IGNORE`` that meets a stored id takes a shared lock on it,
-    and on the gap before it, which two claimers then both hold: the read first costs the
-    database ~10-15% of a batch, and is what keeps that race from ever happening. Without it,
-    one consumer drained ~15% faster, and four claimers of the same stored ids deadlocked even
-    one by one: tests/trace_service/test_idempotency.py).
+    When it inserted fewer rows than ids, some were there already (a redelivered entry, a
+    client's retry) or another transaction claimed them meanwhile; which ones, the count does
+    not say, and an ``INSERT IGNORE`` that meets a stored id holds a shared lock on it (and on
+    the gap before it) that another claimer of that id may hold too. So it raises
+    :class:`ClaimConflict`: the caller rolls back, which lets go of those locks, and decides the
+    ids one by one in a new transaction. The same holds when InnoDB picks this transaction as
+    the victim of a deadlock between two such batch claims (``TraceSink._insert_retrying``).
 
-    On MySQL, when the insert skipped an id all the same (another claimer took it between the
-    read and the insert), it raises :class:`ClaimConflict`: the caller rolls the transaction
-    back, which lets go of the shared locks the insert took, and claims again with
-    ``one_by_one`` in a new transaction (``TraceSink`` does). Both statements are literal text
+    No read of the ids first: it cost the database ~40% of what the claim costs and held one
+    more round trip (bench/consume.py), to shield only the rare batch that repeats ids from
+    that race, which the one-by-one claim settles anyway. Both statements are literal text
     (:mod:`trace_service.sql_literals`, escaped as the session reads it): binding 500 ids cost
-    more than the insert itself (bench/consume.py).
+    more than the insert itself.
+
+    SQLite (one writer holds the whole database, so nobody claims an id between a read and an
+    insert): the ids are read first; None (decide id by id, in the same transaction) when any
+    is there.
     """
     if conn.dialect.name == "sqlite":
         if conn.execute(_SELECT_ANY, {"ids": ids}).first() is not None:
             return None
-        # One writer at a time holds the whole database, so nobody can claim an id between our
-        # read and our insert.
         conn.execute(sa.text(f"INSERT OR IGNORE INTO {TABLE} (event_id, seen_at) VALUES (:id, :now)"),
                      [{"id": event_id, "now": now} for event_id in ids])
         return set(ids)
     literal = conn.execution_options(no_parameters=True)  # the driver must not %-format data
     plain = not backslash_escapes_off(conn.connection.dbapi_connection)
-    quoted = row_literal(tuple(ids)) if plain else row_literal_no_backslash(tuple(ids))
-    if literal.exec_driver_sql(f"SELECT event_id FROM {TABLE} WHERE event_id IN {quoted} LIMIT 1"
-                               ).first() is not None:
-        return None
     stamp = now.isoformat(" ", "microseconds")
-    statements = mysql_statements(f"INSERT IGNORE INTO {TABLE} (event_id, seen_at) VALUES ",
+    statements = mysql_statements(f"INSERT INTO {TABLE} (event_id, seen_at) VALUES ",
                                   [(event_id, stamp) for event_id in ids], backslash_escapes=plain)
-    inserted = sum(literal.exec_driver_sql(statement).rowcount for statement in statements)
-    if inserted != len(ids):
-        raise ClaimConflict(f"{len(ids) - inserted} of {len(ids)} event ids were claimed meanwhile")
+    affected = sum(literal.exec_driver_sql(statement + _MARK_STORED).rowcount
+                   for statement in statements)
+    if affected != len(ids):
+        raise ClaimConflict(f"{affected - len(ids)} of {len(ids)} event ids were stored already "
+                            f"or claimed meanwhile")
     return set(ids)
 
 

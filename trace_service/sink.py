@@ -27,7 +27,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from governance.errors import AuditWriteForbidden, ClaimConflict, MaskingError
+from governance.errors import AuditWriteForbidden, MaskingError
 from governance.masking import Masker
 from trace_service import db, idempotency
 from trace_service.errors import LayoutError, SinkUnavailable, TraceInputError
@@ -39,7 +39,6 @@ from trace_service.sql_literals import join_statements, mysql_statements, row_li
 from trace_service.sql_modes import backslash_escapes_off
 from trace_service.values import TimestampFormatter, normalise_severity, truncate
 
-_DEADLOCK_ATTEMPTS = 3  # InnoDB rolls a deadlock victim back whole: it may simply run again
 # Before the transaction's first statement (MySQL refuses it inside a transaction).
 _READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 _FORGET_EVERY = 500  # on average, expired event ids are deleted once per this many claims
@@ -277,24 +276,11 @@ class TraceSink:
 
     def _insert_retrying(self, rows: list[tuple[Any, ...]], ids: list[str | None],
                          literals: list[str] | None = None) -> int:
-        """:meth:`_insert`, run again with the ids claimed one by one when another claimer took
-        some of the batch's ids between its claim's read and its insert (:class:`ClaimConflict`),
-        and when InnoDB chose it as a deadlock victim (the whole transaction was rolled back, so
-        nothing of it is stored twice). Two batch claims in that race can deadlock on the shared
-        locks their inserts take; one by one, claimers lock each id exclusively, in one order,
-        and do not (trace_service.idempotency.claim)."""
-        one_by_one = False
-        attempt = 0
-        while True:
-            try:
-                return self._insert(rows, ids, literals, one_by_one=one_by_one)
-            except ClaimConflict:
-                one_by_one = True
-            except sa_exc.OperationalError as exc:
-                attempt += 1
-                if db.error_code(exc) != db.ER_LOCK_DEADLOCK or attempt == _DEADLOCK_ATTEMPTS:
-                    raise
-                one_by_one = True
+        """:meth:`_insert`, run again (the ids claimed one by one) when the batch claim skipped
+        some ids or InnoDB chose the transaction as a deadlock victim: the whole transaction
+        was rolled back, so nothing of it is stored twice (idempotency.retrying_claims)."""
+        return idempotency.retrying_claims(
+            lambda one_by_one: self._insert(rows, ids, literals, one_by_one=one_by_one))
 
     def _insert(self, rows: list[tuple[Any, ...]], ids: list[str | None],
                 literals: list[str] | None = None, *, one_by_one: bool = False) -> int:

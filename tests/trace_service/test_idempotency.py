@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from governance.errors import ClaimConflict
 from tests.trace_service.http.test_ingest import Ingest, make_ingest
 from trace_service import idempotency, migrate
 from trace_service.db import create_engine, is_mysql
@@ -174,24 +173,23 @@ def test_a_claim_rolled_back_with_its_rows_is_not_remembered(migrated_engine: En
 
 def race_claims(engine: Engine, ids: list[str], claimers: int, now: datetime) -> list[set[str]]:
     """``claimers`` transactions (READ COMMITTED, as the sink runs them) claiming ``ids`` at
-    once; what each claimed. Any error, such as a deadlock, is raised."""
+    once, each run again as the sink runs it (``idempotency.retrying_claims``); what each
+    claimed. Any error, such as a deadlock lost more often than that allows, is raised."""
     barrier = threading.Barrier(claimers)
     won: list[set[str]] = []
     errors: list[BaseException] = []
 
+    def transaction(one_by_one: bool) -> set[str]:
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                if not one_by_one:
+                    barrier.wait(10)  # the first claims start together
+                return idempotency.claim(conn, ids, WINDOW, now, one_by_one=one_by_one)
+
     def claim_all() -> None:
         try:
-            with engine.connect() as conn:
-                conn.execution_options(isolation_level="READ COMMITTED")
-                try:
-                    with conn.begin():
-                        barrier.wait(10)
-                        won.append(idempotency.claim(conn, ids, WINDOW, now))
-                except ClaimConflict:
-                    # As the sink does: another claimer took ids between this one's read and
-                    # its insert; rolled back, the ids are claimed one by one.
-                    with conn.begin():
-                        won.append(idempotency.claim(conn, ids, WINDOW, now, one_by_one=True))
+            won.append(idempotency.retrying_claims(transaction))
         except BaseException as exc:  # raised in the test's thread below
             errors.append(exc)
 
@@ -205,10 +203,10 @@ def race_claims(engine: Engine, ids: list[str], claimers: int, now: datetime) ->
     return won
 
 
-def test_concurrent_claims_of_stored_and_new_ids_never_deadlock(mariadb_url: str) -> None:
+def test_concurrent_claims_of_stored_and_new_ids_take_each_new_id_once(mariadb_url: str) -> None:
     # Four transactions at a time claim the same ids, some already stored, some new, as four
-    # writers would when a client re-sends a batch to several workers. A deadlock (1213) would
-    # raise out of claim() here: the sink's retry is not in this path.
+    # writers would when a client re-sends a batch to several workers. Their batch claims
+    # conflict or deadlock, and are decided one by one; a deadlock (1213) there would raise.
     engine = create_engine(mariadb_url, pool_size=4)
     migrate.upgrade(engine)
     now = datetime(2030, 1, 1, 0, 0, 0)
@@ -220,6 +218,61 @@ def test_concurrent_claims_of_stored_and_new_ids_never_deadlock(mariadb_url: str
             new = sorted(str(uuid.uuid4()) for _ in range(2))
             won = race_claims(engine, stored + new, 4, now)
             assert sorted(i for claimed in won for i in claimed) == new  # each new id once
+    finally:
+        engine.dispose()
+
+
+def test_a_batch_with_a_stored_and_an_expired_id_claims_the_expired_and_the_new(
+        mariadb_url: str) -> None:
+    # The batch insert skips both (ClaimConflict); one by one, the expired id is renewed.
+    engine = create_engine(mariadb_url, pool_size=1)
+    migrate.upgrade(engine)
+    now = datetime(2030, 1, 1, 0, 0, 0)
+    stored, expired, new = (str(uuid.uuid4()) for _ in range(3))
+    try:
+        with engine.begin() as conn:
+            assert idempotency.claim(conn, [stored], WINDOW, now) == {stored}
+            assert idempotency.claim(conn, [expired], WINDOW, now - timedelta(seconds=2 * WINDOW)
+                                     ) == {expired}
+        assert race_claims(engine, [stored, expired, new], 1, now) == [{expired, new}]
+        assert idempotency.stored_ids(engine, [stored, expired, new], WINDOW, now=now) == {
+            stored, expired, new}
+    finally:
+        engine.dispose()
+
+
+def test_four_sinks_writing_the_same_batch_at_once_store_each_trace_once(mariadb_url: str) -> None:
+    # The sink's whole path (batch claim, conflicts and deadlocks retried one by one) as four
+    # workers would run it when a client re-sends a batch to all of them, some of its ids
+    # stored already: nothing is dropped, every trace is stored once.
+    engine = create_engine(mariadb_url, pool_size=4)
+    migrate.upgrade(engine)
+    sinks = [TraceSink(engine, "UTC", idempotency_window=WINDOW) for _ in range(4)]
+    try:
+        for round_ in range(10):
+            batch = [item(f"r{round_}.{i}", str(uuid.uuid4())) for i in range(20)]
+            first = sinks[0].write(batch[:5])
+            assert first.written == 5, first.last_error
+            barrier = threading.Barrier(4)
+            results: list[Any] = []
+
+            def write(sink: TraceSink, batch: list[TraceItem], barrier: threading.Barrier,
+                      results: list[Any]) -> None:
+                barrier.wait(10)
+                results.append(sink.write(batch))
+
+            threads = [threading.Thread(target=write, args=(sink, batch, barrier, results))
+                       for sink in sinks]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert len(results) == 4
+            assert [sum(r.dropped.values()) for r in results] == [0] * 4, [r.last_error for r in results]
+            assert sum(r.written for r in results) == 15
+            assert sum(r.duplicates for r in results) == 4 * 20 - 15
+        keys = Counter(stored_keys(engine))
+        assert len(keys) == 10 * 20 and set(keys.values()) == {1}
     finally:
         engine.dispose()
 
@@ -255,8 +308,11 @@ def test_a_new_batch_is_claimed_in_one_insert(sqlite_url: str, mariadb_url: str)
             assert idempotency.claim(conn, ids, WINDOW, datetime(2030, 1, 1)) == set(ids)
         inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
         assert len(inserts) == 1 and "trace_ingest_events" in inserts[0]
-        assert sum("trace_ingest_events" in s and s.lstrip().upper().startswith("SELECT")
-                   for s in statements) == 1
+        # MariaDB: the insert alone (its count tells whether all were new); SQLite, where
+        # nobody else can claim meanwhile, reads them first.
+        reads = sum("trace_ingest_events" in s and s.lstrip().upper().startswith("SELECT")
+                    for s in statements)
+        assert reads == (1 if url == sqlite_url else 0)
         engine.dispose()
 
 
@@ -303,11 +359,11 @@ def test_claiming_transactions_run_in_read_committed_and_leave_the_session_as_it
         engine.dispose()
 
 
-def test_an_id_claimed_between_the_read_and_the_insert_is_claimed_again_id_by_id(
+def test_an_id_claimed_while_the_batch_claim_runs_is_claimed_again_id_by_id(
         mariadb_url: str) -> None:
     # Another transaction inserts one of the batch's ids and commits only once the sink's
-    # batch insert waits on it: the sink's read saw nothing, its insert skips the id
-    # (ClaimConflict), and the sink claims the batch again one by one in a new transaction.
+    # batch insert waits on it: the insert skips the id (ClaimConflict), and the sink claims
+    # the batch again one by one in a new transaction.
     engine = create_engine(mariadb_url, pool_size=3)
     migrate.upgrade(engine)
     sink = TraceSink(engine, "UTC", idempotency_window=WINDOW)
@@ -337,7 +393,7 @@ def test_an_id_claimed_between_the_read_and_the_insert_is_claimed_again_id_by_id
         outcome = (result.written, result.duplicates, sum(result.dropped.values()))
         assert outcome == (4, 1, 0), result.last_error
         assert sorted(stored_keys(engine)) == sorted(i.event_key for i in batch if i.event_id != taken)
-        batch_inserts = [s for s in statements if s.startswith("INSERT IGNORE INTO trace_ingest_events")
+        batch_inserts = [s for s in statements if s.startswith("INSERT INTO trace_ingest_events")
                          and s.count("),(") == 4]
         assert len(batch_inserts) == 1  # the batch insert ran once, then id by id
     finally:

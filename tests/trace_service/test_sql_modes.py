@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
+from governance.errors import ClaimConflict
 from tests.support.audit_table import plant_audit_logs
 from tests.support.sql_modes import HOSTILE, MODES, PRINTABLE_HOSTILE, session_mode, snapshot
 from tests.trace_service.http.test_ingest import make_ingest
@@ -226,7 +227,8 @@ def test_ingest_stores_hostile_text_byte_for_byte(
 def test_a_batch_claim_of_hostile_event_ids_is_stored_verbatim(scene: Engine, mariadb_url: str,
                                                                mode: str) -> None:
     """The batch claim is literal SQL: an id from a forged stream entry holding quotes or
-    backslashes is stored as it is (and then found as a duplicate), in either backslash mode."""
+    backslashes is stored as it is (and then found as a duplicate, by the batch claim's count
+    and one by one), in either backslash mode."""
     foreign = sa.create_engine(mariadb_url)
 
     @sa.event.listens_for(foreign, "connect")
@@ -239,8 +241,12 @@ def test_a_batch_claim_of_hostile_event_ids_is_stored_verbatim(scene: Engine, ma
     try:
         with foreign.begin() as conn:
             assert idempotency.claim(conn, ids, 3600, now) == set(ids)
+        # Claimed again as a batch, every id is there: the batch claim says so and rolls back,
+        # and one by one each is a duplicate.
+        with pytest.raises(ClaimConflict, match=f"{len(ids)} of {len(ids)} "), foreign.begin() as conn:
+            idempotency.claim(conn, ids, 3600, now)
         with foreign.begin() as conn:
-            assert idempotency.claim(conn, ids, 3600, now) == set()
+            assert idempotency.claim(conn, ids, 3600, now, one_by_one=True) == set()
         with scene.connect() as conn:
             stored = conn.execute(sa.text("SELECT event_id FROM trace_ingest_events")).scalars()
             assert sorted(stored) == ids
