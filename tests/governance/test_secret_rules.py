@@ -4,12 +4,14 @@ generic token rule, and the fast path's promise that a joined scan finds what pe
 from __future__ import annotations
 
 import random
+import re
 import string
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from governance import generic_tokens
 from governance.checksums import IBAN_LENGTHS, iban_valid, is_card_number
 from governance.detectors import SHORTEST_SECRET, is_otp_secret
 from governance.errors import PolicyError
@@ -19,6 +21,9 @@ from governance.generic_tokens import (
     is_relative_path,
     looks_random,
     shannon_bits,
+)
+from governance.generic_tokens import (
+    generic_tokens as generic_token_spans,
 )
 from governance.masking import Masker
 from governance.masking_policy import load_masking_policy
@@ -148,6 +153,61 @@ def test_find_equals_every_rule_run_on_everything(text: str, generic: bool) -> N
     """find() skips generic runs inside spans a named format found (the costly rule)."""
     found = DETECT.find(text, generic=generic)
     assert [(f.rule, f.start, f.end) for f in found] == _every_rule_on_everything(text, generic)
+
+
+# Runs the generic rule must judge: one-case words (what the gate and the skip pass over),
+# random pieces, capitals, digits, UUIDs, and what breaks or joins runs.
+_RUN_PIECES = st.one_of(
+    st.text(alphabet=string.ascii_lowercase + "_-+/", min_size=1, max_size=24),
+    st.text(alphabet=string.ascii_uppercase + "_-", min_size=1, max_size=24),
+    st.text(alphabet=string.ascii_letters + string.digits + "+/_-=", min_size=1, max_size=16),
+    # Long runs of two classes only, next to what the skip and the gate pass over.
+    st.text(alphabet=string.ascii_lowercase + string.digits, min_size=20, max_size=40),
+    st.text(alphabet=string.ascii_letters, min_size=20, max_size=40),
+    st.sampled_from(["password_reset_requested", "ACCOUNT_LOCKED_AFTER_RETRIES", "a1B2c3D4e5" * 3,
+                     "3f2504e0-4f89-41d3-9a0c-0305e82c3301", "abcdefab-abcd-abcd-abcd-abcdefabcdef",
+                     "JBSWY3DPEHPK3PXPJBSWY3DP", "7", "Q", " ", "\n", "/", "=", "é", "sha256:", "https://h/"]),
+)
+_THRESHOLDS = (st.integers(0, 40), st.floats(0.0, 4.5))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet=string.ascii_lowercase + "+/_=-", max_size=60)
+       | st.text(alphabet=string.ascii_uppercase + "+/_=-", max_size=60), *_THRESHOLDS)
+def test_a_run_with_no_digit_and_one_letter_case_never_looks_random(
+        token: str, min_length: int, min_bits: float) -> None:
+    """Why the generic rule may pass over such runs first (_ONE_CASE_WORDS), whatever the policy's
+    thresholds: base32 needs two digits, hex a digit, the shape test two classes of character."""
+    assert generic_tokens._ONE_CASE_WORDS.fullmatch(token)
+    assert not looks_random(token, min_length, min_bits)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_RUN_PIECES, max_size=10).map("".join), *_THRESHOLDS)
+def test_the_one_case_skip_changes_no_finding(text: str, min_length: int, min_bits: float) -> None:
+    fast = list(generic_token_spans(text, min_length, min_bits))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(generic_tokens, "_ONE_CASE_WORDS", re.compile(r"(?!)"))  # never matches
+        slow = list(generic_token_spans(text, min_length, min_bits))
+    assert fast == slow
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_RUN_PIECES, max_size=10).map("".join), *_THRESHOLDS)
+def test_the_generic_gate_matches_wherever_the_rule_could_find_a_token(
+        text: str, min_length: int, min_bits: float) -> None:
+    """The gate only asks for a digit or a capital in a 20-character run; with low thresholds
+    the rule finds many tokens, and each needs the gate to have matched."""
+    generic = DETECT.rules.index(next(r for r in DETECT.rules if r[0] == "high_entropy"))
+    if any(end > start for start, end in generic_token_spans(text, min_length, min_bits)):
+        assert generic in DETECT.gate_hits(text.encode()), text
+
+
+def test_long_runs_of_small_letters_do_not_wake_the_generic_rule() -> None:
+    generic = DETECT.rules.index(next(r for r in DETECT.rules if r[0] == "high_entropy"))
+    assert generic not in DETECT.gate_hits(b"admin\npassword_reset_requested_by_support/agent-console")
+    assert generic in DETECT.gate_hits(b"password_reset_requested_by_support7")
+    assert generic in DETECT.gate_hits(b"password_reset_requested_By_support")
 
 
 # ------------------------------------------------------------------ checksums
