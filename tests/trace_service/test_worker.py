@@ -282,3 +282,50 @@ def test_a_store_failure_sends_the_batch_prepared_meanwhile_through_a_fresh_writ
     finally:
         sink.release.set()
         writer.close(2)
+
+
+class GatedWriteSink(MemorySink):
+    """A one-stage sink whose first write waits for ``release``; every batch's keys are kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.writing = threading.Event()
+        self.keys: list[list[str]] = []
+
+    def write(self, items: list[TraceItem]) -> WriteResult:
+        self.keys.append([item.event_key for item in items])
+        self.writing.set()
+        assert self.release.wait(10)
+        return super().write(items)
+
+
+def test_after_a_partial_write_the_next_batch_fills_before_it_is_written() -> None:
+    """Records that arrive while a partial batch is written wait for a full batch (or flush,
+    close, flush_interval), rather than being written at once: under steady ingest that chained
+    a transaction of a few rows after another."""
+    sink = GatedWriteSink()
+    config = WriterConfig(flush_interval=30, batch_size=10, breaker_base_delay=60, breaker_max_delay=60)
+    writer = TraceWriter(None, config, sink=sink, strict=False)
+    try:
+        assert writer.record("x.a")  # starts the thread, which takes what is queued at once
+        assert sink.writing.wait(10)
+        for key in ("x.b", "x.c"):
+            assert writer.record(key)  # during the write
+        sink.release.set()
+        _wait_for(lambda: writer.stats().written >= 1)
+        time.sleep(0.3)  # the old loop wrote x.b and x.c within a millisecond of the first write
+        assert sink.keys == [["x.a"]] and writer.stats().pending == 2
+        more = [f"x.{n}" for n in range(8)]
+        for key in more:
+            assert writer.record(key)  # the tenth queued record wakes the thread
+        _wait_for(lambda: writer.stats().written == 11)
+        assert sink.keys == [["x.a"], ["x.b", "x.c", *more]]
+        assert writer.record("x.last")
+        assert writer.flush(10)  # flush() does not wait for the interval
+        assert sink.keys[-1] == ["x.last"]
+    finally:
+        sink.release.set()
+        started = time.monotonic()
+        assert writer.close(10)
+        assert time.monotonic() - started < 10  # close() does not wait for the interval either
