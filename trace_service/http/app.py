@@ -28,7 +28,7 @@ from trace_service.errors import ConfigError, TelemetryError
 from trace_service.flask_ext import RequestContext
 from trace_service.http.config import ServiceConfig
 from trace_service.http.counters import CounterPersister, service_counters
-from trace_service.http.ingest import ingest
+from trace_service.http.ingest import compact_json_encoder, ingest
 from trace_service.http.keys import KeyStore
 from trace_service.http.metrics import IngestMetrics
 from trace_service.http.openapi import DOCUMENT
@@ -51,6 +51,7 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
     config = config or ServiceConfig.from_env()
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["trace_json_encoder"] = compact_json_encoder(app)
     app.extensions["trace_config"] = config
     app.extensions["trace_engine"] = create_engine(
         config.database_url, connect_timeout=config.connect_timeout, io_timeout=config.io_timeout

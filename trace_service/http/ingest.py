@@ -22,13 +22,15 @@ problem and the fix.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from marshmallow import ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -333,7 +335,8 @@ def post_traces() -> Any:
     started = time.perf_counter()
     # The app's and the request's objects, each looked up once: a lookup through Flask's
     # proxies costs a few microseconds, and a single-trace request made over a dozen.
-    extensions = current_app.extensions
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    extensions = app.extensions
     req = request._get_current_object()  # type: ignore[attr-defined]
     metrics: IngestMetrics = extensions["trace_metrics"]
     config: ServiceConfig = extensions["trace_config"]
@@ -357,4 +360,24 @@ def post_traces() -> Any:
     body = {"request_id": context.current().request_id, **counts, "items": results}
     if not batch and status == 202:
         body["status"] = results[0]["status"]
-    return body, status
+    return json_answer(app, body, status)
+
+
+def json_answer(app: Flask, body: dict[str, Any], status: int) -> Any:
+    """What Flask makes of ``(body, status)``, byte for byte, with the app's encoder built once
+    (``trace_json_encoder``): Flask's ``json.dumps`` with its arguments builds a new encoder for
+    every response, a third of the answer's cost. Flask's own path in debug mode (indented)."""
+    encoder: json.JSONEncoder | None = app.extensions.get("trace_json_encoder")
+    if encoder is None or app.debug:
+        return body, status
+    return Response(encoder.encode(body) + "\n", status, mimetype="application/json")
+
+
+def compact_json_encoder(app: Flask) -> json.JSONEncoder | None:
+    """The encoder Flask's JSON provider uses for compact answers, or None when the app's
+    provider is not Flask's default (then :func:`json_answer` leaves answers to Flask)."""
+    provider = app.json
+    if type(provider) is not DefaultJSONProvider or provider.compact is False:
+        return None
+    return json.JSONEncoder(ensure_ascii=provider.ensure_ascii, sort_keys=provider.sort_keys,
+                            separators=(",", ":"), default=provider.default)

@@ -1,4 +1,5 @@
-"""load_trace's fast path: marshmallow's result for plainly valid traces, marshmallow for the rest.
+"""load_trace's fast path: marshmallow's result for plainly valid traces, marshmallow for the rest;
+and the body's decoder and the answer's encoder, built once, against json.loads and Flask.
 
 The fast path may only decline, never decide differently: for items near every boundary of the
 schema, load_trace and ``TRACE_SCHEMA.load`` must return the same keys in the same order with
@@ -8,17 +9,23 @@ or both raise with the same messages. And the typical trace must really take the
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import json
 import math
 import uuid
 from datetime import UTC, timedelta, timezone
 from typing import Any
 
 import pytest
+from flask import Flask
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
+from governance.errors import IngestError
+from trace_service.http import ingest_body
+from trace_service.http.ingest import compact_json_encoder, json_answer
 from trace_service.http.ingest_schema import _PLAIN_IPV4, MAX_ACTOR_ID, TRACE_SCHEMA, _fast_load, load_trace
 
 TYPICAL: dict[str, Any] = {
@@ -296,3 +303,61 @@ def test_a_final_newline_is_a_control_character_too(field: str) -> None:
         load_trace(item)
     messages = refused.value.messages
     assert isinstance(messages, dict) and "control characters" in str(messages[field])
+
+
+# -- the body's decoder and the answer's encoder, each built once ----------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+# Documents near the decoder's edges: a BOM, NaN, big numbers, duplicate keys, junk, surrogates.
+_JSON_TEXTS = st.one_of(
+    _JSON_VALUES.map(lambda value: json.dumps(value, allow_nan=True)),
+    st.lists(st.sampled_from(['{', '}', '[', ']', '"a"', ':', ',', '1', '1e999', '-0', 'NaN',
+                              'Infinity', '1.5', '"\\ud800"', '\ufeff', ' ', 'null', 'tru', '9' * 30]),
+             max_size=10).map("".join),
+    st.text(max_size=20),
+)
+
+
+def _outcome(parse: Any, text: str) -> tuple[str, Any]:
+    try:
+        return "value", parse(text)
+    except json.JSONDecodeError as exc:
+        return "json", (exc.msg, exc.pos)
+    except IngestError as exc:
+        return "ingest", (exc.status, exc.message)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_JSON_TEXTS)
+def test_the_decoder_built_once_decides_as_json_loads_with_the_same_hooks(text: str) -> None:
+    slow = functools.partial(json.loads, object_pairs_hook=ingest_body._no_duplicates,
+                             parse_constant=ingest_body._refuse_constant,
+                             parse_float=ingest_body._finite_float, parse_int=ingest_body._bounded_int)
+    fast, expected = _outcome(ingest_body._loads, text), _outcome(slow, text)
+    if fast[0] == "value" and expected[0] == "value":  # NaN != NaN: compare the JSON of both
+        assert json.dumps(fast[1]) == json.dumps(expected[1])
+    else:
+        assert fast == expected
+
+
+def _answer_app(debug: bool = False) -> Flask:
+    app = Flask("answer")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["trace_json_encoder"] = compact_json_encoder(app)
+    app.debug = debug
+    return app
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=6), st.sampled_from([202, 422]),
+       st.booleans())
+def test_the_answer_is_flasks_byte_for_byte(body: dict[str, Any], status: int, debug: bool) -> None:
+    app = _answer_app(debug)
+    with app.test_request_context():
+        ours = app.make_response(json_answer(app, body, status))
+        flasks = app.make_response((body, status))
+    assert (ours.get_data(), ours.status, list(ours.headers)) == \
+        (flasks.get_data(), flasks.status, list(flasks.headers))
