@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,7 @@ from trace_service.writer import TraceWriter, make_item
 
 ingest = Blueprint("ingest", __name__)
 logger = logging.getLogger("trace_service.http.ingest")
+_RECORDING = threading.Lock()  # see store()
 
 
 def auth_log() -> ThrottledLogger:
@@ -309,7 +311,14 @@ def store(writer: TraceWriter, stream: TraceStream | None, loaded: list[dict[str
             stream.append(entries)  # 202 only once Redis holds them all (503 otherwise)
     else:
         committed = set() if switched_off or not read_stored else _stored_ids(loaded, window)
-        results = [_record_item(writer, entry, committed, window, discards) for entry in loaded]
+        # One request's room check and records at a time in this process: in a threaded worker
+        # (gunicorn gthread), two requests could each see room for their batch and then fill
+        # the queue together, part of a batch answered 202 with its items "dropped" where the
+        # whole request should have been a 503 with nothing stored. Uncontended in sync workers.
+        with _RECORDING:
+            if not switched_off:
+                _room_or_refuse(writer, sum(1 for entry in loaded if "data" in entry))
+            results = [_record_item(writer, entry, committed, window, discards) for entry in loaded]
     # Counted once the items are answered: after a 503 (Redis refused) the client retries, and
     # counting before would count them twice.
     for reason, key in discards:

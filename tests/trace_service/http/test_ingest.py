@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -348,3 +350,46 @@ def test_auth_failures_are_logged_without_the_key(ingest: Ingest, caplog: pytest
         ingest.post({"event_key": "a"}, key="tsk_guessed_secret_value")
     assert "ingest refused a request from 127.0.0.1 (401)" in caplog.text
     assert "tsk_guessed_secret_value" not in caplog.text
+
+
+def test_two_threads_cannot_both_take_the_last_room_in_the_queue(database_url: str) -> None:
+    """gunicorn's gthread workers serve requests in threads: each request must see the room its
+    whole batch needs and fill it before another checks, so a batch is all accepted or a 503."""
+    made = make_ingest(database_url, queue_size=9, batch_size=1)
+    writer = made.app.extensions["trace_writer"]
+    writer._worker.start = lambda: True  # nothing drains
+    record = writer.record
+    first = threading.Event()
+
+    def slow_record(*args: Any, **kwargs: Any) -> bool:
+        if not first.is_set():
+            first.set()
+            time.sleep(0.3)  # the other request runs its room check meanwhile, unless it waits
+        return record(*args, **kwargs)
+
+    writer.record = slow_record
+    answers: list[Any] = []
+
+    def post(prefix: str) -> None:
+        client = made.app.test_client()
+        answers.append(client.post(URL, json=[{"event_key": f"{prefix}.{n}"} for n in range(6)],
+                                   headers={"Authorization": f"Bearer {made.key}"}))
+
+    try:
+        threads = [threading.Thread(target=post, args=(name,)) for name in ("a", "b")]
+        threads[0].start()
+        assert first.wait(10)
+        threads[1].start()
+        for thread in threads:
+            thread.join(10)
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses == [202, 503], [answer.json for answer in answers]
+        accepted = next(answer for answer in answers if answer.status_code == 202)
+        assert accepted.json["accepted"] == 6 and accepted.json["dropped"] == 0
+        assert writer.stats().dropped == 0
+    finally:
+        del writer.record
+        del writer._worker.start
+        writer._worker.start()
+        writer.close(5)
+        assert writer.stats().written == 6
