@@ -1,12 +1,12 @@
 """Benchmark of HTTP ingest under gunicorn against a bare Flask handler, in one run.
 
     .venv/bin/python bench/ingest.py [--duration 10] [--connections 32] [--rounds 3] [--queue redis]
-                                     [--worker-class sync|gthread --threads N]
+                                     [--workers 2] [--worker-class sync|gthread --threads N]
 
 Each contender runs ``--rounds`` times, taking turns with the others; figures are medians over
 the rounds, and the single-trace ratio is also printed round by round (median and spread).
 Both apps run under gunicorn with the same settings (``-c gunicorn.conf.py -w 2``, sync workers
-unless ``--worker-class gthread``) on 127.0.0.1;
+unless ``--workers`` or ``--worker-class gthread`` say otherwise) on 127.0.0.1;
 the load comes from ``wrk`` (Debian package) in a second process. Printed side by side:
 single-trace posts (requests/s, p50 and p99 latency) and batches of 500 traces (rows/s), with
 the ratio ours/bare and any non-2xx answers. Ours authenticates, validates, masks and writes to
@@ -123,7 +123,7 @@ def start(app: str, env: dict[str, str], worker: list[str]) -> tuple[subprocess.
         # --graceful-timeout above TRACE_SHUTDOWN_TIMEOUT: gunicorn.conf.py's 10 s would SIGKILL a
         # worker still flushing a full queue (100k traces here), and the rows stored after the
         # stop would fall short of what was answered 202 for a reason that is the bench's own.
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "-w", "2", *worker,
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), *worker,
          "--graceful-timeout", "75", "-b", f"127.0.0.1:{port}", app],
         cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(150):
@@ -212,6 +212,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     # gunicorn.conf.py's sync workers by default; gthread keeps connections alive between
     # requests (sync closes each one), at the cost of a thread hand-off per request.
+    # 2 by default, as every figure before 2026-12-04 was taken; gunicorn.conf.py's own default
+    # is two per CPU (4 here), which lets a worker run while another waits on Redis.
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per app")
     parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads per gunicorn worker (gthread)")
@@ -233,8 +236,8 @@ def main() -> None:
                "TRACE_QUEUE_SIZE": "100000", "TRACE_SHUTDOWN_TIMEOUT": "60"}
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
         single, batch = json.dumps(TRACE), json.dumps([TRACE] * 500)
-        worker = ["-k", args.worker_class, "--threads", str(args.threads)]
-        print(f"gunicorn -w 2 -k {args.worker_class} --threads {args.threads}, "
+        worker = ["-w", str(args.workers), "-k", args.worker_class, "--threads", str(args.threads)]
+        print(f"gunicorn -w {args.workers} -k {args.worker_class} --threads {args.threads}, "
               f"wrk -t2 -c{args.connections} -d{args.duration}s on 127.0.0.1; "
               f"{os.cpu_count()} CPUs")
         runs: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {}

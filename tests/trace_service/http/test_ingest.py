@@ -365,7 +365,7 @@ def test_two_threads_cannot_both_take_the_last_room_in_the_queue(database_url: s
         if not first.is_set():
             first.set()
             time.sleep(0.3)  # the other request runs its room check meanwhile, unless it waits
-        return record(*args, **kwargs)
+        return bool(record(*args, **kwargs))
 
     writer.record = slow_record
     answers: list[Any] = []
