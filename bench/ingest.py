@@ -189,6 +189,18 @@ def wrk(port: int, body: str | tuple[bytes, bytes], headers: dict[str, str], dur
             "requests": float(total.group(1)) if total else 0.0}
 
 
+def prepare_service(url: str) -> tuple[sa.Engine, dict[str, str], dict[str, str]]:
+    """The scratch database migrated, an ingest key in it, and the environment and request
+    headers both apps run with (rate limits out of the way, a queue that holds a run's backlog)."""
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    _, key = KeyStore(engine).create("bench", ["ingest"])
+    env = {"TRACE_DATABASE_URL": url, "TRACE_INGEST_RATE": "100000000/minute",
+           "TRACE_QUEUE_SIZE": "100000", "TRACE_SHUTDOWN_TIMEOUT": "60"}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    return engine, env, headers
+
+
 def settle(engine: sa.Engine, timeout: float = 120.0) -> None:
     """Wait until the table stops growing: the writers have written what the last run queued,
     so that the next run does not share the CPUs with that backlog."""
@@ -229,12 +241,7 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     with scratch_database() as (url, _name):
-        engine = create_engine(url)
-        migrate.upgrade(engine)
-        _, key = KeyStore(engine).create("bench", ["ingest"])
-        env = {"TRACE_DATABASE_URL": url, "TRACE_INGEST_RATE": "100000000/minute",
-               "TRACE_QUEUE_SIZE": "100000", "TRACE_SHUTDOWN_TIMEOUT": "60"}
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        engine, env, headers = prepare_service(url)
         single, batch = json.dumps(TRACE), json.dumps([TRACE] * 500)
         worker = ["-w", str(args.workers), "-k", args.worker_class, "--threads", str(args.threads)]
         print(f"gunicorn -w {args.workers} -k {args.worker_class} --threads {args.threads}, "

@@ -21,11 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ingest import TRACE, settle, start, wrk
+from bench.ingest import TRACE, prepare_service, settle, start, wrk
 from bench.scratch_db import scratch_database
-from trace_service import migrate
-from trace_service.db import create_engine
-from trace_service.http.keys import KeyStore
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -48,12 +45,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     with scratch_database() as (url, _name):
-        engine = create_engine(url)
-        migrate.upgrade(engine)
-        _, key = KeyStore(engine).create("bench", ["ingest"])
-        env = {"TRACE_DATABASE_URL": url, "TRACE_INGEST_RATE": "100000000/minute",
-               "TRACE_QUEUE_SIZE": "100000", "TRACE_SHUTDOWN_TIMEOUT": "60"}
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        engine, env, headers = prepare_service(url)
         contenders = [("bare", "bench.bare_app:app"), ("ours", "trace_service.http.app:create_app()")]
         print(f"gunicorn -w {args.workers} sync, wrk -t2 -c32 -d{args.duration}s; microseconds of "
               "CPU per request")
