@@ -232,13 +232,15 @@ class Worker:
             return True
         if stage is None or (not stage.busy and len(batch) < self.config.batch_size):
             # No backlog (a partial batch): nothing to overlap with, so no hand-off to pay for.
-            self._settle(self._write(batch))
-            if not self.stopping:
+            result = self._write(batch)
+            self._settle(result)
+            if not self.stopping and not result.unavailable:
                 # Then let the next batch fill, as the first one did: until the queue holds a
                 # full batch (record() sets wake), flush() or close() asks, or flush_interval
                 # passes. Taking what came in during the write at once chained transactions of
                 # ~3 rows each under steady ingest (bench/ingest.py: 579 commits in 10 s per
                 # gunicorn worker, a fifth of its rows), each paying a commit for a few rows.
+                # Not after an outage: the loop's top drops the queue and probes at once.
                 self.wake.wait(self.config.flush_interval)
                 self.wake.clear()
             return True

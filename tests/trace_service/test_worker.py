@@ -329,3 +329,25 @@ def test_after_a_partial_write_the_next_batch_fills_before_it_is_written() -> No
         started = time.monotonic()
         assert writer.close(10)
         assert time.monotonic() - started < 10  # close() does not wait for the interval either
+
+
+def test_a_partial_write_that_finds_the_database_down_does_not_wait_for_the_next_batch() -> None:
+    """The wait for a batch to fill is not for outages: the queue is dropped (circuit_open) and
+    the probing starts at once, not after flush_interval."""
+    sink = GatedWriteSink()
+    config = WriterConfig(flush_interval=30, batch_size=10, breaker_threshold=1,
+                          breaker_base_delay=60, breaker_max_delay=60)
+    writer = TraceWriter(None, config, sink=sink, strict=False)
+    try:
+        assert writer.record("x.a")
+        assert sink.writing.wait(10)
+        assert writer.record("x.b")  # queued during the write that is about to fail
+        sink.fail()
+        sink.release.set()
+        _wait_for(lambda: writer.stats().pending == 0)
+        stats = writer.stats()
+        dropped = {reason: count for reason, count in stats.dropped_by_reason.items() if count}
+        assert dropped == {DropReason.DB_ERROR.value: 1, DropReason.CIRCUIT_OPEN.value: 1}
+    finally:
+        sink.release.set()
+        writer.close(10)
