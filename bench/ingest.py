@@ -222,11 +222,11 @@ def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10)
-    # gunicorn.conf.py's sync workers by default; gthread keeps connections alive between
-    # requests (sync closes each one), at the cost of a thread hand-off per request.
     # 2 by default, as every figure before 2026-12-04 was taken; gunicorn.conf.py's own default
     # is two per CPU (4 here), which lets a worker run while another waits on Redis.
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per app")
+    # gunicorn.conf.py's sync workers by default; gthread keeps connections alive between
+    # requests (sync closes each one), at the cost of a thread hand-off per request.
     parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads per gunicorn worker (gthread)")

@@ -315,6 +315,7 @@ def store(writer: TraceWriter, stream: TraceStream | None, loaded: list[dict[str
         # (gunicorn gthread), two requests could each see room for their batch and then fill
         # the queue together, part of a batch answered 202 with its items "dropped" where the
         # whole request should have been a 503 with nothing stored. Uncontended in sync workers.
+        # admit()'s check stays as the cheap refusal before validation; this one decides.
         with _RECORDING:
             if not switched_off:
                 _room_or_refuse(writer, sum(1 for entry in loaded if "data" in entry))
