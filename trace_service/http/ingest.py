@@ -18,6 +18,11 @@ the row, so a trace that is lost after its ``202`` can be retried). Answers:
 
 Never a 500 for anything a client sent: every refusal is JSON with a message that names the
 problem and the fix.
+
+The view's work is :func:`answer_post`, which needs no Flask request: the Flask view
+:func:`post_traces` and the WSGI route in front of Flask (``trace_service.http.ingest_route``,
+which spares a single trace Flask's request cycle) both call it with what they read of the
+request, and both make its answer into a response with :func:`answer_response`.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -57,9 +63,10 @@ logger = logging.getLogger("trace_service.http.ingest")
 _RECORDING = threading.Lock()  # see store()
 
 
-def auth_log() -> ThrottledLogger:
-    """The app's auth-failure log: a line a minute per kind, so key guessing cannot flood it."""
-    extensions = current_app.extensions
+def auth_log(extensions: dict[str, Any] | None = None) -> ThrottledLogger:
+    """The app's auth-failure log: a line a minute per kind, so key guessing cannot flood it.
+    ``extensions``: the app's, when the caller has them at hand."""
+    extensions = current_app.extensions if extensions is None else extensions
     if "trace_auth_log" not in extensions:
         extensions["trace_auth_log"] = ThrottledLogger(logger, 60.0)
     log: ThrottledLogger = extensions["trace_auth_log"]
@@ -68,18 +75,25 @@ def auth_log() -> ThrottledLogger:
 
 def authenticate(limits: RateLimits, scope: str = "ingest",
                  extensions: dict[str, Any] | None = None) -> ApiKey:
-    """The request's key if it carries ``scope``, within its rate; refusals count against the
-    client address. Raises :class:`IngestError` (401, 403 or 429) otherwise. ``extensions``:
-    the app's, when the caller has them at hand (each ``current_app`` lookup costs)."""
+    """The Flask request's key if it carries ``scope``, within its rate: :func:`check_key` with
+    the request's address and ``Authorization`` header. ``extensions``: the app's, when the
+    caller has them at hand (each ``current_app`` lookup costs)."""
     req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
-    address = req.remote_addr or ""
+    store: KeyStore = (current_app.extensions if extensions is None else extensions)["trace_keys"]
+    return check_key(limits, store, req.remote_addr or "", req.headers.get("Authorization", ""),
+                     scope)
+
+
+def check_key(limits: RateLimits, store: KeyStore, address: str, header: str,
+              scope: str = "ingest") -> ApiKey:
+    """The key in ``header`` (``Authorization``) if it carries ``scope``, within its rate;
+    refusals count against the client ``address``. Raises :class:`IngestError` (401, 403 or
+    429) otherwise."""
     wait = limits.auth_blocked(address)
     if wait is not None:
         raise IngestError(429, "too many requests without a valid key from this address: fix the "
                                "key, then retry after Retry-After seconds", wait)
-    header = req.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    store: KeyStore = (current_app.extensions if extensions is None else extensions)["trace_keys"]
     key = store.authenticate(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
     if key is None or not key.allows(scope):
         limits.auth_failed(address)
@@ -132,13 +146,16 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-def count_refusal(metrics: IngestMetrics, exc: IngestError) -> None:
-    """Count a request refused whole, and log key failures (throttled; never the key itself)."""
+def count_refusal(metrics: IngestMetrics, exc: IngestError, address: str | None = None,
+                  extensions: dict[str, Any] | None = None) -> None:
+    """Count a request refused whole, and log key failures (throttled; never the key itself).
+    ``address``: the client's (the Flask request's when not given); ``extensions``: the app's."""
     if exc.status in (401, 403):
         metrics.auth_failures.inc()
-        auth_log().log(logging.WARNING, f"auth{exc.status}",
-                      "ingest refused a request from %s (%d): %s", request.remote_addr,
-                      exc.status, exc.message)
+        auth_log(extensions).log(logging.WARNING, f"auth{exc.status}",
+                                 "ingest refused a request from %s (%d): %s",
+                                 request.remote_addr if address is None else address,
+                                 exc.status, exc.message)
     metrics.rejected.labels(reason=str(exc.status)).inc()
 
 
@@ -162,7 +179,7 @@ def _validate(items: list[Any]) -> list[dict[str, Any]]:
     return loaded
 
 
-def _stored_ids(loaded: list[dict[str, Any]], window: float) -> set[str]:
+def _stored_ids(engine: Engine, loaded: list[dict[str, Any]], window: float) -> set[str]:
     """The items' event ids whose first copy is already stored (read only: ids are remembered
     by the write that stores their trace, ``trace_service.idempotency``). Raises a 503
     :class:`IngestError` before anything is recorded when the database cannot answer."""
@@ -171,7 +188,7 @@ def _stored_ids(loaded: list[dict[str, Any]], window: float) -> set[str]:
     if not ids or window <= 0:
         return set()
     try:
-        return stored_ids(current_app.extensions["trace_engine"], ids, window)
+        return stored_ids(engine, ids, window)
     except SQLAlchemyError:
         raise IngestError(503, "the trace database is unavailable: nothing was stored; retry "
                                "after the Retry-After delay", 5.0) from None
@@ -295,22 +312,24 @@ def admit(count: int, extensions: dict[str, Any] | None = None,
 
 
 def store(writer: TraceWriter, stream: TraceStream | None, loaded: list[dict[str, Any]],
-          window: float, switched_off: bool, *, read_stored: bool = True) -> list[dict[str, Any]]:
+          window: float, switched_off: bool, *, read_stored: bool = True,
+          engine: Engine | None = None) -> list[dict[str, Any]]:
     """Store validated items (``{"index", "data"}``; any other entry is passed through as its
     own result) on the durable path or through the writer, with the discards of sampling, the
     kill switch and opt-outs; the per-item results. Raises 503 :class:`IngestError` when Redis or
     the database cannot take them (nothing stored).
 
-    ``read_stored`` first reads which event ids are already stored, to answer them
-    ``duplicate``; a caller that answers no item by item passes False: the writer skips them all
-    the same, in the transaction that claims the ids."""
+    ``read_stored`` first reads which event ids are already stored (in ``engine``, the app's
+    by default), to answer them ``duplicate``; a caller that answers no item by item passes
+    False: the writer skips them all the same, in the transaction that claims the ids."""
     discards: Discards = []
     if stream is not None:
         entries, results = _stream_items(writer, loaded, discards)
         if entries:
             stream.append(entries)  # 202 only once Redis holds them all (503 otherwise)
     else:
-        committed = set() if switched_off or not read_stored else _stored_ids(loaded, window)
+        committed = set() if switched_off or not read_stored else _stored_ids(
+            app_engine() if engine is None else engine, loaded, window)
         # One request's room check and records at a time in this process: in a threaded worker
         # (gunicorn gthread), two requests could each see room for their batch and then fill
         # the queue together, part of a batch answered 202 with its items "dropped" where the
@@ -339,30 +358,68 @@ def count_results(metrics: IngestMetrics, results: list[dict[str, Any]]) -> dict
     return counts
 
 
-@ingest.post("/api/telemetry/traces")
-def post_traces() -> Any:
+PATH = "/api/telemetry/traces"
+ENDPOINT = "ingest.post_traces"  # Flask's name for post_traces, the request's route_name
+
+
+@dataclass(frozen=True, slots=True)
+class PostedTraces:
+    """What the endpoint reads of a request: the client's address, its ``Authorization``,
+    ``Content-Type`` and ``Content-Encoding`` headers, and the body, read only once the key is
+    known. Taken from Flask's request (:func:`post_traces`) or straight from the WSGI environ
+    (``trace_service.http.ingest_route``), the same way."""
+
+    address: str
+    authorization: str
+    content_type: str | None
+    content_encoding: str | None
+    read_body: Callable[[], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The endpoint's JSON answer: body, status, and ``Retry-After`` seconds for a refusal."""
+
+    body: dict[str, Any]
+    status: int
+    retry_after: float | None = None
+
+
+@ingest.post(PATH)
+def post_traces() -> Response:
     """Accept traces from other services; see the module docstring for the answers."""
-    started = time.perf_counter()
     # The app's and the request's objects, each looked up once: a lookup through Flask's
     # proxies costs a few microseconds, and a single-trace request made over a dozen.
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    extensions = app.extensions
     req = request._get_current_object()  # type: ignore[attr-defined]
+    posted = PostedTraces(req.remote_addr or "", req.headers.get("Authorization", ""),
+                          req.content_type, req.headers.get("Content-Encoding"),
+                          lambda: req.get_data(cache=False))
+    return answer_response(app, answer_post(app.extensions, posted))
+
+
+def answer_post(extensions: dict[str, Any], posted: PostedTraces) -> Answer:
+    """The endpoint's work for one request, with no Flask request around it: authenticate,
+    decode, validate, store, count. The request's context (``trace_service.context``) must be
+    bound: its request id is answered, and traces without their own take it."""
+    started = time.perf_counter()
     metrics: IngestMetrics = extensions["trace_metrics"]
     config: ServiceConfig = extensions["trace_config"]
     try:
-        authenticate(extensions["trace_ratelimits"], extensions=extensions)
-        items, batch = decode_body(
-            req.get_data(cache=False), req.content_type, req.headers.get("Content-Encoding"),
-            BodyLimits(config.ingest_max_bytes, config.ingest_max_items),
-        )
+        check_key(extensions["trace_ratelimits"], extensions["trace_keys"], posted.address,
+                  posted.authorization)
+        items, batch = decode_body(posted.read_body(), posted.content_type,
+                                   posted.content_encoding,
+                                   BodyLimits(config.ingest_max_bytes, config.ingest_max_items))
         writer, stream, switched_off = admit(len(items), extensions)
         metrics.received.inc(len(items))
         loaded = _validate(items)
-        results = store(writer, stream, loaded, config.idempotency_window, switched_off)
+        results = store(writer, stream, loaded, config.idempotency_window, switched_off,
+                        engine=extensions["trace_engine"])
     except IngestError as exc:
-        count_refusal(metrics, exc)
-        return refuse(exc.status, exc.message, exc.retry_after)
+        count_refusal(metrics, exc, posted.address, extensions)
+        return Answer({"error": exc.message, "status": exc.status,
+                       "request_id": context.current().request_id}, exc.status, exc.retry_after)
     finally:
         metrics.latency.observe(time.perf_counter() - started)
     counts = count_results(metrics, results)
@@ -370,16 +427,24 @@ def post_traces() -> Any:
     body = {"request_id": context.current().request_id, **counts, "items": results}
     if not batch and status == 202:
         body["status"] = results[0]["status"]
-    return json_answer(app, body, status)
+    return Answer(body, status)
 
 
-def json_answer(app: Flask, body: dict[str, Any], status: int) -> Any:
+def answer_response(app: Flask, answer: Answer) -> Response:
+    """The answer as the response :func:`refuse` or a view's ``(body, status)`` would make."""
+    response = json_answer(app, answer.body, answer.status)
+    if answer.retry_after is not None:
+        response.headers["Retry-After"] = retry_after_header(answer.retry_after)
+    return response
+
+
+def json_answer(app: Flask, body: dict[str, Any], status: int) -> Response:
     """What Flask makes of ``(body, status)``, byte for byte, with the app's encoder built once
     (``trace_json_encoder``): Flask's ``json.dumps`` with its arguments builds a new encoder for
     every response, a third of the answer's cost. Flask's own path in debug mode (indented)."""
     encoder: json.JSONEncoder | None = app.extensions.get("trace_json_encoder")
     if encoder is None or app.debug:
-        return body, status
+        return app.make_response((body, status))
     return Response(encoder.encode(body) + "\n", status, mimetype="application/json")
 
 
