@@ -30,6 +30,20 @@ class RequestContext:
         app.teardown_request(self._unbind)
         app.extensions["trace_request_context"] = self
 
+    @classmethod
+    def hooks_alone(cls, app: Flask, blueprint: str) -> bool:
+        """Whether the request hooks Flask runs for a view of ``blueprint`` are this
+        extension's and no others (``trace_service.http.ingest_route`` answers such a view
+        without Flask, doing what these hooks do)."""
+        scopes = (None, blueprint)
+        return (app.before_request_funcs.get(None) == [cls._bind]
+                and app.after_request_funcs.get(None) == [cls._echo]
+                and app.teardown_request_funcs.get(None) == [cls._unbind]
+                and not app.before_request_funcs.get(blueprint)
+                and not app.after_request_funcs.get(blueprint)
+                and not app.teardown_request_funcs.get(blueprint)
+                and not any(app.url_value_preprocessors.get(scope) for scope in scopes))
+
     @staticmethod
     def _bind() -> None:
         # The request and g looked up once each: every access through Flask's proxies costs a

@@ -29,6 +29,7 @@ from trace_service.flask_ext import RequestContext
 from trace_service.http.config import ServiceConfig
 from trace_service.http.counters import CounterPersister, service_counters
 from trace_service.http.ingest import compact_json_encoder, ingest
+from trace_service.http.ingest_route import IngestRoute
 from trace_service.http.keys import KeyStore
 from trace_service.http.metrics import IngestMetrics
 from trace_service.http.openapi import DOCUMENT
@@ -68,6 +69,9 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.ingest_max_bytes  # 413 before the body is read
     app.extensions["trace_ratelimits"] = RateLimits(
         config.ratelimit_storage, config.ingest_rate, config.auth_failure_rate)
+    if config.ingest_fast_route:
+        # Inside ProxyFix: the route reads the client address ProxyFix has set.
+        app.wsgi_app = IngestRoute(app, app.wsgi_app)  # type: ignore[method-assign]
     if config.trusted_proxies:
         # Only behind proxies the deployment vouches for: X-Forwarded-For is otherwise forgeable.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -62,6 +62,9 @@ class ServiceConfig(WriterConfig):
     ratelimit_storage: str = setting("TRACE_RATELIMIT_STORAGE", _storage, "memory://")
     trusted_proxies: int = setting("TRACE_TRUSTED_PROXIES", ranged(int, 0, 10), 0)
     key_cache_seconds: float = setting("TRACE_KEY_CACHE_SECONDS", ranged(float, 0, 3600), 30.0)
+    # POST /api/telemetry/traces answered without Flask's request cycle, as Flask's view would
+    # answer it (trace_service.http.ingest_route); false: every request goes through Flask.
+    ingest_fast_route: bool = setting("TRACE_INGEST_FAST_ROUTE", boolean, True)
     # The durable path: empty, the endpoint hands traces to the in-process writer; a redis://
     # URL, it appends them to a Redis stream that `flask queue consume` drains (README, "Queue").
     queue_url: str = setting("TRACE_QUEUE_URL", _queue_url, "")
