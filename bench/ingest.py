@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--duration 10] [--connections 32] [--rounds 3] [--queue redis]
                                      [--workers 2] [--worker-class sync|gthread --threads N]
+                                     [--through-flask]
 
 Each contender runs ``--rounds`` times, taking turns with the others; figures are medians over
 the rounds, and the single-trace ratio is also printed round by round (median and spread).
@@ -11,6 +12,8 @@ the load comes from ``wrk`` (Debian package) in a second process. Printed side b
 single-trace posts (requests/s, p50 and p99 latency) and batches of 500 traces (rows/s), with
 the ratio ours/bare and any non-2xx answers. Ours authenticates, validates, masks and writes to
 MariaDB (the rows are counted after a graceful stop); the bare handler only parses the JSON.
+Ours answers its POST in front of Flask's request cycle (``trace_service.http.ingest_route``),
+which the bare handler goes through; ``--through-flask`` sends ours through Flask too.
 Target (issue 6): single-trace requests/s >= 0.7x the bare handler.
 
 ``--queue redis`` adds a third contender in the same run: ours on the durable path
@@ -235,6 +238,10 @@ def main() -> None:
                         help="runs per contender, taking turns; medians are printed")
     parser.add_argument("--queue", choices=["redis"], default=None,
                         help="also run ours on the durable path, through a Redis stream")
+    # Ours answers its POST in front of Flask's request cycle (trace_service.http.ingest_route);
+    # this runs it through Flask, as before 2026-12-04's evening, to measure what the route saves.
+    parser.add_argument("--through-flask", action="store_true",
+                        help="ours with TRACE_INGEST_FAST_ROUTE=false")
     parser.add_argument("--otlp", action="store_true",
                         help="also post OTLP/HTTP protobuf batches of 500 log records to ours")
     args = parser.parse_args()
@@ -250,13 +257,14 @@ def main() -> None:
         runs: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {}
         otlp_runs: list[dict[str, float]] = []
         ours = "trace_service.http.app:create_app()"
-        contenders = [("bare", "bench.bare_app:app", env), ("ours", ours, env)]
+        ours_env = {**env, "TRACE_INGEST_FAST_ROUTE": "false"} if args.through_flask else env
+        contenders = [("bare", "bench.bare_app:app", env), ("ours", ours, ours_env)]
         redis_dir = tempfile.TemporaryDirectory()
         redis_server = None
         if args.queue:
             redis_server = RedisServer(Path(redis_dir.name), appendfsync="everysec").start()
             contenders.append(("stream", ours, {
-                **env, "TRACE_QUEUE_URL": redis_server.url, "TRACE_QUEUE_MAX_LENGTH": "100000000"}))
+                **ours_env, "TRACE_QUEUE_URL": redis_server.url, "TRACE_QUEUE_MAX_LENGTH": "100000000"}))
         try:
             # Rounds take turns (bare, ours, [stream], bare, ...), so that the machine's noise
             # hits every contender alike; each figure is the median over the rounds.
