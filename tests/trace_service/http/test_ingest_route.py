@@ -123,6 +123,7 @@ def mariadb_pair(mariadb_url: str, mariadb_server: sa.Engine) -> Iterator[Pair]:
 
 
 def _post_generated(pair: Pair, monkeypatch: pytest.MonkeyPatch, request_: dict[str, Any]) -> None:
+    """Post a generated request to both apps: the same answer, and the same rows after."""
     token = {"good": pair.fast.key, "bad": "tsk_bad", "none": None, "garbage": "\x00\xff"}[
         request_["auth"]]
     headers = dict(request_["headers"])
@@ -132,29 +133,30 @@ def _post_generated(pair: Pair, monkeypatch: pytest.MonkeyPatch, request_: dict[
     fast, flask_ = pair.post(monkeypatch, data=request_["body"], headers=headers)
     assert pair.passed_to_flask == passed  # the route answered it, not Flask
     assert_same(fast, flask_)
+    fast_rows, flask_rows = pair.rows()
+    assert comparable(fast_rows) == comparable(flask_rows)
 
 
 # ---------------------------------------------------------------- the same answers, the same rows
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+# One pair serves every example of a test: both apps see the same sequence of requests.
+PAIRED = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                        HealthCheck.too_slow])
+
+
+@settings(PAIRED, max_examples=400)
 @given(request_=requests())
 def test_generated_requests_get_the_same_answers_and_rows_on_sqlite(
         pair: Pair, monkeypatch: pytest.MonkeyPatch, request_: dict[str, Any]) -> None:
     _post_generated(pair, monkeypatch, request_)
-    fast_rows, flask_rows = pair.rows()
-    assert comparable(fast_rows) == comparable(flask_rows)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
+@settings(PAIRED, max_examples=60)
 @given(request_=requests())
 def test_generated_requests_get_the_same_answers_and_rows_on_mariadb(
         mariadb_pair: Pair, monkeypatch: pytest.MonkeyPatch, request_: dict[str, Any]) -> None:
     _post_generated(mariadb_pair, monkeypatch, request_)
-    fast_rows, flask_rows = mariadb_pair.rows()
-    assert comparable(fast_rows) == comparable(flask_rows)
 
 
 def test_a_typical_trace_is_stored_alike_with_its_own_time(pair: Pair,
