@@ -274,23 +274,79 @@ def test_a_signal_receiver_sends_the_post_to_flask(pair: Pair) -> None:
     assert not _flask_answers_the_post(pair)
 
 
-@pytest.mark.parametrize("setup", ["debug", "server_name", "trusted_hosts", "view"])
-def test_settings_the_route_does_not_reproduce_send_the_post_to_flask(pair: Pair, setup: str) -> None:
+class _Request(flask.Request):
+    max_content_length = 10  # a deployment's own limit, which Flask's cycle would apply
+
+
+class _Response(flask.Response):
+    pass
+
+
+@pytest.mark.parametrize("setup", ["debug", "server_name", "trusted_hosts", "view", "secret_key",
+                                   "session_interface", "request_class", "response_class",
+                                   "appcontext_teardown", "patched_cycle", "overridden_cycle"])
+def test_settings_the_route_does_not_reproduce_send_the_post_to_flask(
+        pair: Pair, setup: str, monkeypatch: pytest.MonkeyPatch) -> None:
     app = pair.fast.app
+    calls: list[str] = []
     if setup == "debug":
         app.debug = True
     elif setup == "server_name":
         app.config["SERVER_NAME"] = "localhost"
     elif setup == "trusted_hosts":
         app.config["TRUSTED_HOSTS"] = ["localhost"]
-    else:
+    elif setup == "view":
         view = app.view_functions["ingest.post_traces"]
 
         def wrapped() -> Any:  # as a decorator a deployment adds would
+            calls.append("view")
             return view()
 
         app.view_functions["ingest.post_traces"] = wrapped
+    elif setup == "secret_key":  # sessions: Flask's cycle may refresh the cookie
+        app.secret_key = "s3cret"
+    elif setup == "session_interface":
+        app.session_interface = type("Sessions", (flask.sessions.SecureCookieSessionInterface,), {})()
+    elif setup == "request_class":
+        app.request_class = _Request
+        response = pair.fast.post({"event_key": "over the request class's own limit"})
+        assert response.status_code == 413  # as Flask answers it
+        return
+    elif setup == "response_class":
+        app.response_class = _Response
+    elif setup == "appcontext_teardown":
+        app.teardown_appcontext(lambda _exc: calls.append("teardown"))
+    else:  # an APM agent patching Flask's class, or an app class overriding a method
+        original = Flask.full_dispatch_request
+
+        def traced(self: Flask) -> Any:
+            calls.append("dispatch")
+            return original(self)
+
+        if setup == "patched_cycle":
+            monkeypatch.setattr(Flask, "full_dispatch_request", traced)
+        else:
+            monkeypatch.setattr(app, "__class__", type("App", (Flask,), {"full_dispatch_request": traced}))
     assert _flask_answers_the_post(pair)
+    expected = {"view": ["view"], "appcontext_teardown": ["teardown"], "patched_cycle": ["dispatch"],
+                "overridden_cycle": ["dispatch"]}.get(setup, [])
+    assert calls == expected
+
+
+def test_an_upgrade_header_is_left_to_flask(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    passed = pair.passed_to_flask
+    fast, flask_ = pair.post(monkeypatch, json={"event_key": "ws"}, headers={
+        "Authorization": f"Bearer {pair.fast.key}", "Connection": "Upgrade", "Upgrade": "websocket"})
+    assert pair.passed_to_flask == passed + 1
+    assert fast.status_code == 405  # Werkzeug routes it as a WebSocket, which no rule takes
+    assert_same(fast, flask_)
+    assert pair.rows() == ([], [])
+
+
+def test_once_the_route_has_answered_late_setup_raises_as_after_flask(pair: Pair) -> None:
+    assert pair.fast.post({"event_key": "first"}).status_code == 202
+    with pytest.raises(AssertionError, match="can no longer be called"):
+        pair.fast.app.before_request(lambda: None)
 
 
 def test_the_setting_turns_the_route_off(tmp_path: Path) -> None:
