@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 from marshmallow import ValidationError
 from sqlalchemy.engine import Engine
@@ -132,13 +132,26 @@ def app_engine() -> Engine:
     return engine
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The endpoint's JSON answer: body, status, and ``Retry-After`` seconds for a refusal."""
+
+    body: dict[str, Any]
+    status: int
+    retry_after: float | None = None
+
+
 def refuse(status: int, message: str, retry_after: float | None = None) -> Response:
-    """The endpoint's JSON refusal: the message, the status, the request id (and Retry-After)."""
-    response = jsonify(error=message, status=status, request_id=g.get("request_id"))
-    response.status_code = status
-    if retry_after is not None:
-        response.headers["Retry-After"] = retry_after_header(retry_after)
-    return response
+    """The JSON refusal of a view in a Flask request (:func:`refusal`, answered)."""
+    return answer_response(current_app._get_current_object(),  # type: ignore[attr-defined]
+                           refusal(status, message, g.get("request_id"), retry_after))
+
+
+def refusal(status: int, message: str, request_id: str | None,
+            retry_after: float | None = None) -> Answer:
+    """The endpoints' JSON refusal: the message, the status, the request id (and Retry-After)."""
+    return Answer({"error": message, "status": status, "request_id": request_id}, status,
+                  retry_after)
 
 
 def retry_after_header(seconds: float) -> str:
@@ -376,15 +389,6 @@ class PostedTraces:
     read_body: Callable[[], bytes]
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """The endpoint's JSON answer: body, status, and ``Retry-After`` seconds for a refusal."""
-
-    body: dict[str, Any]
-    status: int
-    retry_after: float | None = None
-
-
 @ingest.post(PATH)
 def post_traces() -> Response:
     """Accept traces from other services; see the module docstring for the answers."""
@@ -418,8 +422,7 @@ def answer_post(extensions: dict[str, Any], posted: PostedTraces) -> Answer:
                         engine=extensions["trace_engine"])
     except IngestError as exc:
         count_refusal(metrics, exc, posted.address, extensions)
-        return Answer({"error": exc.message, "status": exc.status,
-                       "request_id": context.current().request_id}, exc.status, exc.retry_after)
+        return refusal(exc.status, exc.message, context.current().request_id, exc.retry_after)
     finally:
         metrics.latency.observe(time.perf_counter() - started)
     counts = count_results(metrics, results)
