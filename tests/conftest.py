@@ -11,7 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +64,24 @@ def mariadb_server() -> Iterator[Engine]:
     engine.dispose()
 
 
+@contextmanager
+def new_mariadb_database(server: Engine) -> Iterator[str]:
+    """The URL of a new, empty MariaDB database on ``server``, dropped after the block."""
+    name = f"ts_test_{uuid.uuid4().hex[:12]}"
+    with server.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+    try:
+        yield f"{MARIADB_SERVER_URL}/{name}?charset=utf8mb4"
+    finally:
+        with server.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+
+
 @pytest.fixture
 def mariadb_url(mariadb_server: Engine) -> Iterator[str]:
     """The URL of a new, empty MariaDB database, dropped after the test."""
-    name = f"ts_test_{uuid.uuid4().hex[:12]}"
-    with mariadb_server.begin() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-    yield f"{MARIADB_SERVER_URL}/{name}?charset=utf8mb4"
-    with mariadb_server.begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+    with new_mariadb_database(mariadb_server) as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from jobs.locks import LEADER_LOCK, RETENTION_LOCK, NamedLock, server_lock_name
-from tests.conftest import MARIADB_SERVER_URL
+from tests.conftest import new_mariadb_database
 from trace_service.db import create_engine
 
 
 @pytest.fixture
 def other_database(mariadb_server: Engine) -> Iterator[Engine]:
     """An engine on a second new database of the same server."""
-    name = f"ts_test_{uuid.uuid4().hex[:12]}"
-    with mariadb_server.begin() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine = create_engine(f"{MARIADB_SERVER_URL}/{name}?charset=utf8mb4")
-    yield engine
-    engine.dispose()
-    with mariadb_server.begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+    with new_mariadb_database(mariadb_server) as url:
+        engine = create_engine(url)
+        yield engine
+        engine.dispose()
 
 
 @pytest.mark.parametrize("name", [LEADER_LOCK, RETENTION_LOCK])

@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.test import TestResponse
 
+from tests.conftest import new_mariadb_database
 from tests.trace_service.http.test_ingest import URL, Ingest, make_ingest
 from tests.trace_service.http.test_ingest_fuzz import requests
 from trace_service import context
@@ -111,15 +112,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 
 @pytest.fixture
 def mariadb_pair(mariadb_url: str, mariadb_server: sa.Engine) -> Iterator[Pair]:
-    other = mariadb_url.replace("/ts_test_", "/ts_test_flask_")
-    name = other.rsplit("/", 1)[1].split("?")[0]
-    with mariadb_server.begin() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-    made = Pair(mariadb_url, other)
-    yield made
-    made.close()
-    with mariadb_server.begin() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+    with new_mariadb_database(mariadb_server) as other:
+        made = Pair(mariadb_url, other)
+        yield made
+        made.close()
 
 
 def _post_generated(pair: Pair, monkeypatch: pytest.MonkeyPatch, request_: dict[str, Any]) -> None:
