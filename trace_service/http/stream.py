@@ -17,12 +17,15 @@ replica had not yet received.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.connection import ConnectionPool
 
 from governance.errors import IngestError
 
@@ -37,6 +40,7 @@ for i = 2, #ARGV do
 end
 return #ARGV - 1
 """
+_APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest().encode()
 DEAD_SUFFIX = ":dead"
 RETRY_SECONDS = 5.0  # what a refused client is told to wait: a consumer batch or a reconnect
 
@@ -78,6 +82,75 @@ class Durability:
         return found
 
 
+def pack_command(*args: bytes) -> bytes:
+    """One command in RESP, as Redis reads it: an array of bulk strings (what redis-py's
+    ``Connection.pack_command`` makes of bytes arguments; a property test holds them equal)."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
+
+
+class Appender:
+    """Runs one packed command a request on a connection of its own, reused from request to
+    request.
+
+    Why not the client's ``execute_command``: on this hot path redis-py's client spends 60-75 us
+    of CPU a command (the pool's check for unread data on every checkout, its retry wrapper,
+    observability hooks), against ~40 us for the same ``Connection`` used directly
+    (``bench/ingest.py --queue redis``; docs/design.md). The connection is still redis-py's: it
+    connects, authenticates (TLS, passwords, unix sockets: whatever the URL says), parses the
+    reply (hiredis) and maps errors. What the pool's checks guarded against is kept here: a
+    connection whose command failed in any way is disconnected, never reused with a half-read
+    reply in it; connections are per process (a forked child starts with none) and one thread
+    uses a connection at a time (idle ones wait in a list: ``pop`` and ``append`` are atomic).
+    """
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._pid = os.getpid()
+
+    def call(self, packed: bytes) -> Any:
+        """Send ``packed``, return Redis's reply (``redis.RedisError`` when it failed).
+
+        A reused connection that turns out broken (Redis restarted, or an idle connection cut)
+        gets one retry on a new connection; a timeout does not (Redis may be busy, and a
+        second wait only doubles the client's). A retried append may have been applied once
+        already: its entries then reach the stream twice, with the same event ids, and the
+        consumers store them once."""
+        fresh, conn = self._take()
+        try:
+            return self._run(conn, packed)
+        except redis.ConnectionError:
+            if fresh:
+                raise
+        return self._run(self._pool.make_connection(), packed)
+
+    def close(self) -> None:
+        """Disconnect the idle connections (one in use is disconnected when its call ends)."""
+        while self._idle:
+            self._idle.pop().disconnect()
+
+    def _take(self) -> tuple[bool, Any]:
+        if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
+            self._idle, self._pid = [], os.getpid()
+        try:
+            return False, self._idle.pop()
+        except IndexError:
+            return True, self._pool.make_connection()
+
+    def _run(self, conn: Any, packed: bytes) -> Any:
+        try:
+            conn.send_packed_command([packed])  # a list: a bare bytes would be sent int by int
+            reply = conn.read_response()
+        except redis.ResponseError:  # Redis's error reply, read whole: the connection is fine
+            self._idle.append(conn)
+            raise
+        except BaseException:
+            conn.disconnect()  # the reply may be half read: this connection is never reused
+            raise
+        self._idle.append(conn)
+        return reply
+
+
 class TraceStream:
     """Appends traces to one Redis stream, all of a request's or none."""
 
@@ -87,20 +160,31 @@ class TraceStream:
         # Typed Any: redis-py annotates every reply "Awaitable | Any" (sync and async share them).
         self.client: Any = redis.Redis.from_url(url, socket_timeout=timeout,
                                                 socket_connect_timeout=timeout)
-        self._append = self.client.register_script(_APPEND)
+        self._appender = Appender(self.client.connection_pool)
+        self._head = (b"EVALSHA", _APPEND_SHA, b"1", stream.encode(), str(max_length).encode())
 
     def append(self, entries: Sequence[bytes]) -> None:
         """Append every entry, or none; :class:`IngestError` 503 (with a retry delay) when
         Redis cannot be reached or the stream is at its limit."""
         retry = "nothing was stored; retry after the Retry-After delay"
+        packed = pack_command(*self._head, *entries)
         try:
-            added = self._append(keys=[self.stream], args=[self.max_length, *entries])
+            try:
+                added = self._appender.call(packed)
+            except redis.exceptions.NoScriptError:  # a restarted Redis has forgotten it
+                self.client.script_load(_APPEND)  # EVALSHA ran nothing: sending again is safe
+                added = self._appender.call(packed)
         except redis.RedisError as exc:
             raise IngestError(503, f"the trace queue is unavailable ({type(exc).__name__}): "
                                    f"{retry}", RETRY_SECONDS) from None
         if added == -1:
             raise IngestError(503, f"the trace queue is full (TRACE_QUEUE_MAX_LENGTH="
                                    f"{self.max_length}): {retry}", RETRY_SECONDS)
+
+    def close(self) -> None:
+        """Disconnect from Redis (a later call connects again)."""
+        self._appender.close()
+        self.client.close()
 
     def length(self) -> int:
         """Entries in the stream: unread, or read and not yet acknowledged."""
