@@ -22,9 +22,7 @@ problem and the fix.
 The view's work is :func:`answer_post`, which needs no Flask request: the Flask view
 :func:`post_traces` and the WSGI route in front of Flask (``trace_service.http.ingest_route``,
 which spares a single trace Flask's request cycle) both call it with what they read of the
-request, and both make its answer into a response with :func:`respond`. On the durable path
-(``TRACE_QUEUE_URL``) the append is sent to Redis first and its answer read last, once the
-response is built: the two overlap, and a ``202`` still leaves only once Redis holds the traces.
+request, and both make its answer into a response with :func:`answer_response`.
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -52,7 +50,7 @@ from trace_service.http.ingest_schema import load_trace
 from trace_service.http.keys import ApiKey, KeyStore
 from trace_service.http.metrics import IngestMetrics
 from trace_service.http.rate_limits import RateLimits
-from trace_service.http.stream import PendingAppend, TraceStream
+from trace_service.http.stream import TraceStream
 from trace_service.idempotency import stored_ids
 from trace_service.log_throttle import ThrottledLogger
 from trace_service.php_json import encode_metadata
@@ -136,20 +134,11 @@ def app_engine() -> Engine:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The endpoint's JSON answer: body, status, and ``Retry-After`` seconds for a refusal.
-
-    ``pending``: what must happen before the answer is sent (:meth:`settled`): on the durable
-    path, reading Redis's answer to the request's append."""
+    """The endpoint's JSON answer: body, status, and ``Retry-After`` seconds for a refusal."""
 
     body: dict[str, Any]
     status: int
     retry_after: float | None = None
-    pending: Callable[[], Answer] | None = field(default=None, compare=False, repr=False)
-
-    def settled(self) -> Answer:
-        """The answer to send: this one, or the refusal that replaces it (Redis did not take
-        the traces). Call it once."""
-        return self if self.pending is None else self.pending()
 
 
 def refuse(status: int, message: str, retry_after: float | None = None) -> Response:
@@ -335,27 +324,6 @@ def admit(count: int, extensions: dict[str, Any] | None = None,
     return writer, stream, switched_off
 
 
-class Stored:
-    """Items stored by :func:`start_store`; on the durable path, sent to Redis and not yet
-    acknowledged: :meth:`finish` waits for Redis."""
-
-    def __init__(self, writer: TraceWriter, results: list[dict[str, Any]], discards: Discards,
-                 pending: PendingAppend | None = None) -> None:
-        self.results = results
-        self._writer, self._discards, self._pending = writer, discards, pending
-
-    def finish(self) -> list[dict[str, Any]]:
-        """The per-item results once every accepted item is held (Redis acknowledged the
-        append); 503 :class:`IngestError` when Redis did not take them (nothing stored)."""
-        if self._pending is not None:
-            self._pending.wait()  # 202 only once Redis holds them all (503 otherwise)
-        # Counted once the items are answered: after a 503 (Redis refused) the client retries,
-        # and counting before would count them twice.
-        for reason, key in self._discards:
-            self._writer.count_discarded(reason, key)
-        return self.results
-
-
 def store(writer: TraceWriter, stream: TraceStream | None, loaded: list[dict[str, Any]],
           window: float, switched_off: bool, *, read_stored: bool = True,
           engine: Engine | None = None) -> list[dict[str, Any]]:
@@ -367,47 +335,36 @@ def store(writer: TraceWriter, stream: TraceStream | None, loaded: list[dict[str
     ``read_stored`` first reads which event ids are already stored (in ``engine``, the app's
     by default), to answer them ``duplicate``; a caller that answers no item by item passes
     False: the writer skips them all the same, in the transaction that claims the ids."""
-    return start_store(writer, stream, loaded, window, switched_off, read_stored=read_stored,
-                       engine=engine).finish()
-
-
-def start_store(writer: TraceWriter, stream: TraceStream | None, loaded: list[dict[str, Any]],
-                window: float, switched_off: bool, *, read_stored: bool = True,
-                engine: Engine | None = None) -> Stored:
-    """:func:`store` up to Redis's answer on the durable path: the append is sent, and its
-    answer waits for :meth:`Stored.finish` (so that the caller can build its answer while
-    Redis works). On the in-process path the items are recorded here."""
     discards: Discards = []
     if stream is not None:
         entries, results = _stream_items(writer, loaded, discards)
-        return Stored(writer, results, discards, stream.send(entries) if entries else None)
-    committed = set() if switched_off or not read_stored else _stored_ids(
-        app_engine() if engine is None else engine, loaded, window)
-    # One request's room check and records at a time in this process: in a threaded worker
-    # (gunicorn gthread), two requests could each see room for their batch and then fill
-    # the queue together, part of a batch answered 202 with its items "dropped" where the
-    # whole request should have been a 503 with nothing stored. Uncontended in sync workers.
-    # admit()'s check stays as the cheap refusal before validation; this one decides.
-    with _RECORDING:
-        if not switched_off:
-            _room_or_refuse(writer, sum(1 for entry in loaded if "data" in entry))
-        results = [_record_item(writer, entry, committed, window, discards) for entry in loaded]
-    return Stored(writer, results, discards)
+        if entries:
+            stream.append(entries)  # 202 only once Redis holds them all (503 otherwise)
+    else:
+        committed = set() if switched_off or not read_stored else _stored_ids(
+            app_engine() if engine is None else engine, loaded, window)
+        # One request's room check and records at a time in this process: in a threaded worker
+        # (gunicorn gthread), two requests could each see room for their batch and then fill
+        # the queue together, part of a batch answered 202 with its items "dropped" where the
+        # whole request should have been a 503 with nothing stored. Uncontended in sync workers.
+        # admit()'s check stays as the cheap refusal before validation; this one decides.
+        with _RECORDING:
+            if not switched_off:
+                _room_or_refuse(writer, sum(1 for entry in loaded if "data" in entry))
+            results = [_record_item(writer, entry, committed, window, discards) for entry in loaded]
+    # Counted once the items are answered: after a 503 (Redis refused) the client retries, and
+    # counting before would count them twice.
+    for reason, key in discards:
+        writer.count_discarded(reason, key)
+    return results
 
 
 RESULT_STATUSES = ("accepted", "duplicate", "rejected", "dropped", "discarded")
 
 
-def tally(results: list[dict[str, Any]]) -> dict[str, int]:
-    """How many results have each status."""
-    return {status: sum(1 for r in results if r["status"] == status) for status in RESULT_STATUSES}
-
-
-def count_results(metrics: IngestMetrics, results: list[dict[str, Any]],
-                  counts: dict[str, int] | None = None) -> dict[str, int]:
-    """How many results have each status (``counts``, when already tallied), counted in the
-    metrics too."""
-    counts = tally(results) if counts is None else counts
+def count_results(metrics: IngestMetrics, results: list[dict[str, Any]]) -> dict[str, int]:
+    """How many results have each status, counted in the metrics too."""
+    counts = {status: sum(1 for r in results if r["status"] == status) for status in RESULT_STATUSES}
     metrics.accepted.inc(counts["accepted"])
     if counts["rejected"]:
         metrics.rejected.labels(reason="invalid_item").inc(counts["rejected"])
@@ -442,26 +399,16 @@ def post_traces() -> Response:
     posted = PostedTraces(req.remote_addr or "", req.headers.get("Authorization", ""),
                           req.content_type, req.headers.get("Content-Encoding"),
                           lambda: req.get_data(cache=False))
-    return respond(app, answer_post(app.extensions, posted))
+    return answer_response(app, answer_post(app.extensions, posted))
 
 
 def answer_post(extensions: dict[str, Any], posted: PostedTraces) -> Answer:
     """The endpoint's work for one request, with no Flask request around it: authenticate,
     decode, validate, store, count. The request's context (``trace_service.context``) must be
-    bound: its request id is answered, and traces without their own take it.
-
-    The answer is :meth:`~Answer.settled` before it is sent (:func:`respond`): on the durable
-    path, Redis's answer to the append is read then, so that the response is built while Redis
-    works, and a ``202`` still goes out only once Redis holds the traces."""
+    bound: its request id is answered, and traces without their own take it."""
     started = time.perf_counter()
     metrics: IngestMetrics = extensions["trace_metrics"]
     config: ServiceConfig = extensions["trace_config"]
-
-    def refused(exc: IngestError) -> Answer:
-        count_refusal(metrics, exc, posted.address, extensions)
-        return refusal(exc.status, exc.message, context.current().request_id, exc.retry_after)
-
-    stored: Stored | None = None
     try:
         check_key(extensions["trace_ratelimits"], extensions["trace_keys"], posted.address,
                   posted.authorization)
@@ -471,43 +418,19 @@ def answer_post(extensions: dict[str, Any], posted: PostedTraces) -> Answer:
         writer, stream, switched_off = admit(len(items), extensions)
         metrics.received.inc(len(items))
         loaded = _validate(items)
-        stored = start_store(writer, stream, loaded, config.idempotency_window, switched_off,
-                             engine=extensions["trace_engine"])
+        results = store(writer, stream, loaded, config.idempotency_window, switched_off,
+                        engine=extensions["trace_engine"])
     except IngestError as exc:
-        return refused(exc)
+        count_refusal(metrics, exc, posted.address, extensions)
+        return refusal(exc.status, exc.message, context.current().request_id, exc.retry_after)
     finally:
-        if stored is None:  # refused: nothing to settle
-            metrics.latency.observe(time.perf_counter() - started)
-    results = stored.results
-    counts = tally(results)
+        metrics.latency.observe(time.perf_counter() - started)
+    counts = count_results(metrics, results)
     status = 422 if counts["rejected"] == len(results) else 202
     body = {"request_id": context.current().request_id, **counts, "items": results}
     if not batch and status == 202:
         body["status"] = results[0]["status"]
-    answer = Answer(body, status)
-
-    def settle() -> Answer:
-        try:
-            stored.finish()
-        except IngestError as exc:
-            return refused(exc)
-        finally:
-            metrics.latency.observe(time.perf_counter() - started)
-        count_results(metrics, results, counts)
-        return answer
-
-    return replace(answer, pending=settle)
-
-
-def respond(app: Flask, answer: Answer) -> Response:
-    """The response to send for ``answer``, built before the answer is settled (on the durable
-    path, while Redis takes the append: the two overlap instead of following each other); the
-    refusal's instead when settling replaced it."""
-    try:
-        response = answer_response(app, answer)
-    finally:
-        final = answer.settled()  # also when building failed: the append's answer is read
-    return response if final is answer else answer_response(app, final)
+    return Answer(body, status)
 
 
 def answer_response(app: Flask, answer: Answer) -> Response:

@@ -13,7 +13,7 @@ that one view, with the same functions:
 - the view's own work, :func:`~trace_service.http.ingest.answer_post`, with the address, the
   headers and the body read as Werkzeug reads them (``get_input_stream`` with the app's
   ``MAX_CONTENT_LENGTH``), and its answer made by
-  :func:`~trace_service.http.ingest.respond`, as :func:`post_traces` makes it;
+  :func:`~trace_service.http.ingest.answer_response`, as :func:`post_traces` makes it;
 - anything raised handed to the app's own error handlers, inside a Flask request context.
 
 Every other request goes to Flask (one with an ``Upgrade`` header too), and so does this one
@@ -41,7 +41,7 @@ from werkzeug.wsgi import get_input_stream
 
 from trace_service import context
 from trace_service.flask_ext import HEADER, RequestContext
-from trace_service.http.ingest import ENDPOINT, PATH, PostedTraces, answer_post, post_traces, respond
+from trace_service.http.ingest import ENDPOINT, PATH, PostedTraces, answer_post, answer_response, post_traces
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -103,7 +103,7 @@ class IngestRoute:
             lambda: get_input_stream(
                 environ, max_content_length=app.config["MAX_CONTENT_LENGTH"]).read())
         try:
-            return respond(app, answer_post(app.extensions, posted))
+            return answer_response(app, answer_post(app.extensions, posted))
         except Exception as exc:  # what Flask does with it: the app's error handlers decide
             return self._handled(environ, info, exc)
 

@@ -43,7 +43,6 @@ return #ARGV - 1
 _APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest().encode()
 DEAD_SUFFIX = ":dead"
 RETRY_SECONDS = 5.0  # what a refused client is told to wait: a consumer batch or a reconnect
-_RETRY = "nothing was stored; retry after the Retry-After delay"
 
 
 def dead_stream(stream: str) -> str:
@@ -91,7 +90,7 @@ def pack_command(*args: bytes) -> bytes:
 
 class Appender:
     """Runs one packed command a request on a connection of its own, reused from request to
-    request; the reply can be read later (:meth:`send`), so that the caller works while Redis does.
+    request.
 
     Why not the client's ``execute_command``: on this hot path redis-py's client spends 60-75 us
     of CPU a command (the pool's check for unread data on every checkout, its retry wrapper,
@@ -101,8 +100,7 @@ class Appender:
     reply (hiredis) and maps errors. What the pool's checks guarded against is kept here: a
     connection whose command failed in any way is disconnected, never reused with a half-read
     reply in it; connections are per process (a forked child starts with none) and one thread
-    uses a connection at a time (idle ones wait in a list: ``pop`` and ``append`` are atomic;
-    a connection whose reply is awaited is in no list).
+    uses a connection at a time (idle ones wait in a list: ``pop`` and ``append`` are atomic).
     """
 
     def __init__(self, pool: ConnectionPool) -> None:
@@ -111,26 +109,20 @@ class Appender:
         self._pid = os.getpid()
 
     def call(self, packed: bytes) -> Any:
-        """Send ``packed``, return Redis's reply (``redis.RedisError`` when it failed)."""
-        return self.send(packed).reply()
-
-    def send(self, packed: bytes) -> PendingReply:
-        """Send ``packed`` now; its reply is read by the :class:`PendingReply`'s ``reply()``.
+        """Send ``packed``, return Redis's reply (``redis.RedisError`` when it failed).
 
         A reused connection that turns out broken (Redis restarted, or an idle connection cut)
-        gets one retry on a new connection, here or when the reply is read; a timeout does not
-        (Redis may be busy, and a second wait only doubles the client's). A retried append may
-        have been applied once already: its entries then reach the stream twice, with the same
-        event ids, and the consumers store them once."""
+        gets one retry on a new connection; a timeout does not (Redis may be busy, and a
+        second wait only doubles the client's). A retried append may have been applied once
+        already: its entries then reach the stream twice, with the same event ids, and the
+        consumers store them once."""
         fresh, conn = self._take()
         try:
-            self._send(conn, packed)
+            return self._run(conn, packed)
         except redis.ConnectionError:
             if fresh:
                 raise
-            fresh, conn = True, self._pool.make_connection()
-            self._send(conn, packed)
-        return PendingReply(self, conn, packed, fresh)
+        return self._run(self._pool.make_connection(), packed)
 
     def close(self) -> None:
         """Disconnect the idle connections (one in use is disconnected when its call ends)."""
@@ -145,15 +137,9 @@ class Appender:
         except IndexError:
             return True, self._pool.make_connection()
 
-    def _send(self, conn: Any, packed: bytes) -> None:
+    def _run(self, conn: Any, packed: bytes) -> Any:
         try:
             conn.send_packed_command([packed])  # a list: a bare bytes would be sent int by int
-        except BaseException:
-            conn.disconnect()  # part of the command may be sent: this connection is never reused
-            raise
-
-    def _receive(self, conn: Any) -> Any:
-        try:
             reply = conn.read_response()
         except redis.ResponseError:  # Redis's error reply, read whole: the connection is fine
             self._idle.append(conn)
@@ -163,48 +149,6 @@ class Appender:
             raise
         self._idle.append(conn)
         return reply
-
-
-class PendingReply:
-    """A command sent by :meth:`Appender.send`, its reply not yet read."""
-
-    def __init__(self, appender: Appender, conn: Any, packed: bytes, fresh: bool) -> None:
-        self._appender, self._conn, self._packed, self._fresh = appender, conn, packed, fresh
-
-    def reply(self) -> Any:
-        """Redis's reply (``redis.RedisError`` when the command failed). Read once."""
-        appender = self._appender
-        try:
-            return appender._receive(self._conn)
-        except redis.ConnectionError:
-            if self._fresh:
-                raise
-        conn = appender._pool.make_connection()  # Redis restarted: a new connection, once
-        appender._send(conn, self._packed)
-        return appender._receive(conn)
-
-
-class PendingAppend:
-    """An append sent to Redis, whose answer :meth:`wait` reads."""
-
-    def __init__(self, stream: TraceStream, pending: PendingReply, packed: bytes) -> None:
-        self._stream, self._pending, self._packed = stream, pending, packed
-
-    def wait(self) -> None:
-        """Return once Redis holds every entry; :class:`IngestError` 503 (with a retry delay)
-        when Redis could not be reached or the stream is at its limit (nothing stored)."""
-        stream = self._stream
-        try:
-            try:
-                added = self._pending.reply()
-            except redis.exceptions.NoScriptError:  # a restarted Redis has forgotten it
-                stream.client.script_load(_APPEND)  # EVALSHA ran nothing: sending again is safe
-                added = stream._appender.call(self._packed)
-        except redis.RedisError as exc:
-            raise stream.unavailable(exc) from None
-        if added == -1:
-            raise IngestError(503, f"the trace queue is full (TRACE_QUEUE_MAX_LENGTH="
-                                   f"{stream.max_length}): {_RETRY}", RETRY_SECONDS)
 
 
 class TraceStream:
@@ -222,25 +166,20 @@ class TraceStream:
     def append(self, entries: Sequence[bytes]) -> None:
         """Append every entry, or none; :class:`IngestError` 503 (with a retry delay) when
         Redis cannot be reached or the stream is at its limit."""
-        self.send(entries).wait()
-
-    def send(self, entries: Sequence[bytes]) -> PendingAppend:
-        """Send the append of every entry, or none, to Redis now; the returned
-        :class:`PendingAppend`'s ``wait()`` says whether Redis took them. The caller may work
-        in between (build its answer): Redis works at the same time. Raises
-        :class:`IngestError` 503 at once when the append cannot even be sent."""
+        retry = "nothing was stored; retry after the Retry-After delay"
         packed = pack_command(*self._head, *entries)
         try:
-            pending = self._appender.send(packed)
+            try:
+                added = self._appender.call(packed)
+            except redis.exceptions.NoScriptError:  # a restarted Redis has forgotten it
+                self.client.script_load(_APPEND)  # EVALSHA ran nothing: sending again is safe
+                added = self._appender.call(packed)
         except redis.RedisError as exc:
-            raise self.unavailable(exc) from None
-        return PendingAppend(self, pending, packed)
-
-    def unavailable(self, exc: redis.RedisError) -> IngestError:
-        """The 503 of an append that Redis did not take because of ``exc`` (named by its class
-        alone: a message may hold the URL)."""
-        return IngestError(503, f"the trace queue is unavailable ({type(exc).__name__}): "
-                                f"{_RETRY}", RETRY_SECONDS)
+            raise IngestError(503, f"the trace queue is unavailable ({type(exc).__name__}): "
+                                   f"{retry}", RETRY_SECONDS) from None
+        if added == -1:
+            raise IngestError(503, f"the trace queue is full (TRACE_QUEUE_MAX_LENGTH="
+                                   f"{self.max_length}): {retry}", RETRY_SECONDS)
 
     def close(self) -> None:
         """Disconnect from Redis (a later call connects again)."""

@@ -19,7 +19,6 @@ from tests.trace_service.http.test_forms import PHP_BODY
 from trace_service import migrate
 from trace_service.config import DatabaseURL
 from trace_service.db import create_engine
-from trace_service.http import ingest as ingest_module
 from trace_service.http.app import create_app
 from trace_service.http.config import TestingConfig
 from trace_service.http.openapi import DOCUMENT
@@ -334,45 +333,6 @@ def test_metrics_count_what_happened(ingest: Ingest) -> None:
     assert "trace_writer_written_total 1.0" in text
     assert 'trace_writer_dropped_total{reason="queue_full"}' in text
     assert "trace_ingest_request_seconds_bucket" in text
-
-
-def test_the_response_is_built_before_the_answer_is_settled_and_a_refusal_replaces_it(
-        ingest: Ingest, monkeypatch: pytest.MonkeyPatch) -> None:
-    # On the durable path settling reads Redis's answer: building first overlaps the two.
-    events: list[str] = []
-    build = ingest_module.answer_response
-
-    def recording_build(app: Flask, answer: ingest_module.Answer) -> Any:
-        events.append(f"built {answer.status}")
-        return build(app, answer)
-
-    monkeypatch.setattr(ingest_module, "answer_response", recording_build)
-    refused = ingest_module.refusal(503, "the trace queue is full", V4, 5.0)
-
-    def settle() -> ingest_module.Answer:
-        events.append("settled")
-        return refused
-
-    answer = ingest_module.Answer({"request_id": V4, "status": "accepted"}, 202, pending=settle)
-    with ingest.app.app_context():
-        response = ingest_module.respond(ingest.app, answer)
-    assert events == ["built 202", "settled", "built 503"]
-    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
-    assert response.json == {"error": "the trace queue is full", "status": 503, "request_id": V4}
-
-
-def test_an_answer_is_settled_even_when_building_its_response_fails(ingest: Ingest) -> None:
-    # Settling reads the append's reply: skipped, the reply would sit unread on the connection.
-    settled: list[bool] = []
-
-    def settle() -> ingest_module.Answer:
-        settled.append(True)
-        return answer
-
-    answer = ingest_module.Answer({"unencodable": object()}, 202, pending=settle)
-    with ingest.app.app_context(), pytest.raises(TypeError):
-        ingest_module.respond(ingest.app, answer)
-    assert settled == [True]
 
 
 def test_openapi_document_lists_exactly_the_statuses_the_endpoint_produces(ingest: Ingest) -> None:
