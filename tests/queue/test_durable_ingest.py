@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import threading
 import time
 import uuid
@@ -108,6 +110,35 @@ def test_redis_down_is_a_503_and_nothing_half_stored(queued: Ingest, redis_serve
     assert "queue is unavailable" in response.json["error"]
     ready = queued.client.get("/readyz")
     assert ready.status_code == 503 and ready.json is not None and "queue" in ready.json["reason"]
+
+
+def test_no_202_leaves_before_redis_has_answered(queued: Ingest, redis_server: RedisServer) -> None:
+    # A 202 waits for Redis's reply. A stopped Redis keeps its sockets and answers once woken.
+    assert queued.post({"event_key": "stream.warm"}).status_code == 202  # a connection to reuse
+    assert redis_server.process is not None
+    answered: list[Any] = []
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        poster = threading.Thread(target=lambda: answered.append(
+            queued.post({"event_key": "stream.waits"})))
+        poster.start()
+        poster.join(0.5)
+        assert not answered  # still waiting on Redis (its timeout is 2 s)
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    poster.join(10)
+    (response,) = answered
+    assert response.status_code == 202
+    assert redis_server.client().xlen(STREAM) == 2
+
+
+def test_a_refused_append_is_counted_refused_never_accepted(queued: Ingest) -> None:
+    # Counted once Redis has answered: a refused append counts as a 503, its traces as nothing.
+    assert queued.post([{"event_key": f"fill.{i}"} for i in range(48)]).status_code == 202
+    assert queued.post([{"event_key": f"over.{i}"} for i in range(3)]).status_code == 503
+    text = queued.client.get("/metrics").data.decode()
+    assert "trace_ingest_accepted_total 48.0" in text
+    assert 'trace_ingest_rejected_total{reason="503"} 1.0' in text
 
 
 # ---------------------------------------------------------------- the consumers
