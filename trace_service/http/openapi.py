@@ -218,7 +218,10 @@ DOCUMENT: dict[str, Any] = {
                                                            _ERROR]}),
                 "429": _answer("Rate limited", _ERROR, _RETRY),
                 "503": _answer("Write queue full, database down, or the Redis queue full or not "
-                               "answering; nothing was stored: retry later", _ERROR, _RETRY),
+                               "answering; nothing was stored: retry later (the message says when "
+                               "Redis's reply was lost and the traces may have been stored: a "
+                               "retry stores them once only with their own event_id)",
+                               _ERROR, _RETRY),
             },
         }},
         "/healthz": {"get": {"responses": {"200": {"description": "The process is up"}}}},

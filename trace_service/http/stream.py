@@ -43,6 +43,11 @@ return #ARGV - 1
 _APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest().encode()
 DEAD_SUFFIX = ":dead"
 RETRY_SECONDS = 5.0  # what a refused client is told to wait: a consumer batch or a reconnect
+_NOTHING = "nothing was stored; retry after the Retry-After delay"
+# Redis may have run the append and its reply was lost: the client's retry stores the traces
+# once only if each carries its own event_id (those the endpoint assigns are never answered).
+_MAYBE = ("the traces may have been stored; retry after the Retry-After delay, each trace with "
+          "an event_id of its own so that a retry cannot store it twice")
 
 
 def dead_stream(stream: str) -> str:
@@ -88,6 +93,26 @@ def pack_command(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args)
 
 
+class ReplyLost(redis.RedisError):
+    """A command was sent whole and its reply never came (a timeout, a connection cut while
+    reading; the cause is chained): Redis may have run it, or not."""
+
+
+# Error replies that redis-py raises as ConnectionError: Redis answered them, having run
+# nothing, so they are neither a lost reply nor a reason to retry on a new connection.
+_REFUSALS = (redis.exceptions.BusyLoadingError, redis.exceptions.AuthenticationError,
+             redis.exceptions.AuthorizationError)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Redis's reply to a call, and whether an earlier attempt of it lost its reply (Redis
+    may have run the command twice)."""
+
+    value: Any
+    after_lost_reply: bool = False
+
+
 class Appender:
     """Runs one packed command a request on a connection of its own, reused from request to
     request.
@@ -95,12 +120,15 @@ class Appender:
     Why not the client's ``execute_command``: on this hot path redis-py's client spends 60-75 us
     of CPU a command (the pool's check for unread data on every checkout, its retry wrapper,
     observability hooks), against ~40 us for the same ``Connection`` used directly
-    (``bench/ingest.py --queue redis``; docs/design.md). The connection is still redis-py's: it
-    connects, authenticates (TLS, passwords, unix sockets: whatever the URL says), parses the
-    reply (hiredis) and maps errors. What the pool's checks guarded against is kept here: a
-    connection whose command failed in any way is disconnected, never reused with a half-read
-    reply in it; connections are per process (a forked child starts with none) and one thread
-    uses a connection at a time (idle ones wait in a list: ``pop`` and ``append`` are atomic).
+    (``bench/ingest.py --queue redis``; docs/design.md). The connection is still redis-py's,
+    built from the pool's settings: it connects, authenticates (TLS, passwords, unix sockets,
+    the database, RESP3: whatever the URL says), parses the reply (hiredis) and maps errors. The
+    pool does not count these connections (its ``max_connections`` would be used up by
+    connections dropped after failures, which only ``release`` gives back). What the pool's
+    checks guarded against is kept here: a connection whose command failed in any way is
+    disconnected, never reused with a half-read reply in it; connections are per process (a
+    forked child starts with none) and one thread uses a connection at a time (idle ones wait in
+    a list: ``pop`` and ``append`` are atomic).
     """
 
     def __init__(self, pool: ConnectionPool) -> None:
@@ -108,26 +136,44 @@ class Appender:
         self._idle: list[Any] = []
         self._pid = os.getpid()
 
-    def call(self, packed: bytes) -> Any:
-        """Send ``packed``, return Redis's reply (``redis.RedisError`` when it failed).
+    def call(self, packed: bytes) -> Reply:
+        """Send ``packed``; Redis's reply (``redis.RedisError`` when it failed, :class:`ReplyLost`
+        when Redis may have run it all the same).
 
         A reused connection that turns out broken (Redis restarted, or an idle connection cut)
         gets one retry on a new connection; a timeout does not (Redis may be busy, and a
-        second wait only doubles the client's). A retried append may have been applied once
-        already: its entries then reach the stream twice, with the same event ids, and the
-        consumers store them once."""
+        second wait only doubles the client's). A retried command may have run once already
+        (``after_lost_reply``): a retried append's entries may then reach the stream twice, with
+        the same event ids, and the consumers store them once."""
         fresh, conn = self._take()
         try:
-            return self._run(conn, packed)
-        except redis.ConnectionError:
-            if fresh:
+            return Reply(self._run(conn, packed))
+        except ReplyLost as lost:
+            if fresh or not _broken(lost.__cause__):
                 raise
-        return self._run(self._pool.make_connection(), packed)
+            first: ReplyLost | None = lost
+        except redis.ConnectionError as exc:  # while sending: Redis ran nothing
+            if fresh or isinstance(exc, _REFUSALS):
+                raise
+            first = None
+        try:
+            return Reply(self._run(self._new(), packed), after_lost_reply=first is not None)
+        except redis.exceptions.NoScriptError as again:  # a restarted Redis: the caller loads it
+            if first is not None:
+                raise again from first  # and learns that the first attempt's fate is unknown
+            raise
+        except redis.RedisError as again:
+            if first is not None and not isinstance(again, ReplyLost):
+                raise ReplyLost("no reply, then " + type(again).__name__) from again
+            raise
 
     def close(self) -> None:
         """Disconnect the idle connections (one in use is disconnected when its call ends)."""
         while self._idle:
             self._idle.pop().disconnect()
+
+    def _new(self) -> Any:
+        return self._pool.connection_class(**self._pool.connection_kwargs)
 
     def _take(self) -> tuple[bool, Any]:
         if self._pid != os.getpid():  # forked: the parent's sockets are not ours to use
@@ -135,20 +181,37 @@ class Appender:
         try:
             return False, self._idle.pop()
         except IndexError:
-            return True, self._pool.make_connection()
+            return True, self._new()
 
     def _run(self, conn: Any, packed: bytes) -> Any:
         try:
-            conn.send_packed_command([packed])  # a list: a bare bytes would be sent int by int
+            # A list: a bare bytes would be sent int by int. A command cut short while sending
+            # never runs: Redis runs only what it has read whole.
+            conn.send_packed_command([packed])
+        except BaseException:
+            conn.disconnect()
+            raise
+        try:
             reply = conn.read_response()
         except redis.ResponseError:  # Redis's error reply, read whole: the connection is fine
             self._idle.append(conn)
             raise
-        except BaseException:
+        except _REFUSALS:
+            conn.disconnect()  # as redis-py leaves it
+            raise
+        except redis.RedisError as exc:
             conn.disconnect()  # the reply may be half read: this connection is never reused
+            raise ReplyLost(type(exc).__name__) from exc
+        except BaseException:
+            conn.disconnect()
             raise
         self._idle.append(conn)
         return reply
+
+
+def _broken(cause: BaseException | None) -> bool:
+    """Whether a lost reply's cause says the connection broke (worth one new connection)."""
+    return isinstance(cause, redis.ConnectionError) and not isinstance(cause, _REFUSALS)
 
 
 class TraceStream:
@@ -165,21 +228,28 @@ class TraceStream:
 
     def append(self, entries: Sequence[bytes]) -> None:
         """Append every entry, or none; :class:`IngestError` 503 (with a retry delay) when
-        Redis cannot be reached or the stream is at its limit."""
-        retry = "nothing was stored; retry after the Retry-After delay"
+        Redis cannot be reached or the stream is at its limit. The message says whether
+        nothing was stored, or the traces may have been (Redis's reply was lost)."""
         packed = pack_command(*self._head, *entries)
+        lost = False  # whether an attempt lost its reply (Redis may have run it)
         try:
             try:
-                added = self._appender.call(packed)
-            except redis.exceptions.NoScriptError:  # a restarted Redis has forgotten it
+                reply = self._appender.call(packed)
+            except redis.exceptions.NoScriptError as exc:  # a restarted Redis has forgotten it
+                lost = isinstance(exc.__cause__, ReplyLost)
                 self.client.script_load(_APPEND)  # EVALSHA ran nothing: sending again is safe
-                added = self._appender.call(packed)
+                reply = self._appender.call(packed)
+        except ReplyLost as exc:
+            raise IngestError(503, f"the trace queue did not answer ({exc}): {_MAYBE}",
+                              RETRY_SECONDS) from None
         except redis.RedisError as exc:
             raise IngestError(503, f"the trace queue is unavailable ({type(exc).__name__}): "
-                                   f"{retry}", RETRY_SECONDS) from None
-        if added == -1:
+                                   f"{_MAYBE if lost else _NOTHING}", RETRY_SECONDS) from None
+        if reply.value == -1:
             raise IngestError(503, f"the trace queue is full (TRACE_QUEUE_MAX_LENGTH="
-                                   f"{self.max_length}): {retry}", RETRY_SECONDS)
+                                   f"{self.max_length}): "
+                                   f"{_MAYBE if lost or reply.after_lost_reply else _NOTHING}",
+                              RETRY_SECONDS)
 
     def close(self) -> None:
         """Disconnect from Redis (a later call connects again)."""
