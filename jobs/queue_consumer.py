@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +48,9 @@ logger = logging.getLogger("jobs.queue_consumer")
 Entry = tuple[bytes, dict[bytes, bytes]]
 
 
+# How often, per claim time, a consumer looks for entries that a dead consumer left: such an
+# entry is taken at most claim_seconds * (1 + 1 / CLAIM_LOOKS) after its last delivery.
+CLAIM_LOOKS = 10
 # CPython's default is 5 ms: see use_a_short_switch_interval.
 SWITCH_INTERVAL = 0.0005
 
@@ -106,6 +109,11 @@ class QueueSettings:
     block_ms: int = 1000
 
 
+def _stored_whole(result: WriteResult | Exception) -> bool:
+    """Whether a store left nothing of its batch to take again or to park."""
+    return isinstance(result, WriteResult) and not result.unavailable and not result.dropped
+
+
 @dataclass
 class _InFlight:
     """A batch in the store thread: its entries, their items, and the store's future."""
@@ -119,7 +127,8 @@ class Consumer:
     """Drains the stream into the table; :meth:`run` until :meth:`stop` (SIGTERM)."""
 
     def __init__(self, client: redis.Redis, sink: TraceSink, settings: QueueSettings,
-                 breaker: CircuitBreaker | None = None) -> None:
+                 breaker: CircuitBreaker | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         # redis-py types every reply as "Awaitable | Any" (its sync and async clients share the
         # annotations); the sync client's replies are read as the Redis docs describe them.
         self.client: Any = client
@@ -132,6 +141,8 @@ class Consumer:
         self._attempts: Counter[bytes] = Counter()  # failed attempts in a row, by entry id
         self._executor: ThreadPoolExecutor | None = None  # the store thread, started when needed
         self._in_flight: _InFlight | None = None  # the batch it stores
+        self._clock = clock  # when to look for a dead consumer's entries
+        self._claim_due = clock()
 
     # ------------------------------------------------------------------ the loop
 
@@ -176,9 +187,11 @@ class Consumer:
 
         A full batch (a backlog is likely) is handed to the store thread and settled in the
         next turn, after the batch following it is taken and prepared: the database stores one
-        batch while this thread reads, decodes and builds the next one. A partial batch is
-        written in this turn. A batch may so be in flight when this returns: :meth:`close`
-        (which :meth:`run` calls) settles it."""
+        batch while this thread reads, decodes and builds the next one. When the batch before
+        was stored whole, the next one is handed over before the batch before is acknowledged,
+        so the database is not idle while Redis acknowledges. A partial batch is written in
+        this turn. A batch may so be in flight when this returns: :meth:`close` (which
+        :meth:`run` calls) settles it."""
         if self.breaker.state == OPEN:  # nothing is in flight while it is open (_finish)
             delay = self.breaker.retry_at - time.monotonic()
             if delay > 0:
@@ -194,19 +207,26 @@ class Consumer:
         if not entries:
             return self._settle_in_flight()
         settled, prepared = self._prepare(entries)
-        before = self._in_flight is not None  # then nothing was held when the turn began
-        settled += self._settle_in_flight()
+        full = len(entries) >= self.settings.batch_size
+        done, self._in_flight = self._in_flight, None
+        if done is not None:
+            result = done.future.result()
+            if prepared is not None and full and _stored_whole(result):
+                # Nothing of the batch before is to be taken again: the next one may go first.
+                # Acknowledged only after its commit, as every batch is.
+                self._hand_over(prepared)
+                return settled + self._finish(done.kept, done.items, result)
+            settled += self._finish(done.kept, done.items, result)
+            if self._held:
+                # The batch before failed and is to be taken again: these entries (pending,
+                # ours) follow it when the held entries are read, in the stream's order.
+                return settled
         if prepared is None:
             return settled
-        if before and self._held:
-            # The batch before failed and is to be taken again: these entries (pending, ours)
-            # follow it when the held entries are read, in the stream's order.
-            return settled
-        kept, items, batch = prepared
-        if len(entries) < self.settings.batch_size:
+        if not full:
+            kept, items, batch = prepared
             return settled + self._finish(kept, items, self._store(batch))
-        future = self._store_thread().submit(self._store, batch)
-        self._in_flight = _InFlight(kept, items, future)
+        self._hand_over(prepared)
         return settled
 
     def close(self) -> int:
@@ -227,9 +247,15 @@ class Consumer:
             if held:
                 return held
             self._held = False
-        claimed = self._claim_from_the_dead()
-        if claimed:
-            return claimed
+        now = self._clock()
+        if now >= self._claim_due:
+            claimed = self._claim_from_the_dead()
+            if claimed:
+                return claimed  # and look again next turn: there may be more
+            # An entry becomes claimable only after claim_seconds idle, so looking every turn
+            # (a round trip and a scan of the pending entries in Redis, each batch) finds
+            # nothing sooner than looking every tenth of that.
+            self._claim_due = now + self.settings.claim_seconds / CLAIM_LOOKS
         # While a batch is in flight, no wait: with nothing new, it is settled at once.
         block = None if self._in_flight is not None else settings.block_ms
         return self._read(settings.batch_size, ">", block=block)
@@ -309,10 +335,12 @@ class Consumer:
         except Exception as exc:  # a bug: _finish keeps the entries and counts them
             return exc
 
-    def _store_thread(self) -> ThreadPoolExecutor:
+    def _hand_over(self, prepared: tuple[list[Entry], list[TraceItem], Any]) -> None:
+        """Give a prepared batch to the store thread; settled in a later turn."""
+        kept, items, batch = prepared
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="trace-consumer-store")
-        return self._executor
+        self._in_flight = _InFlight(kept, items, self._executor.submit(self._store, batch))
 
     def _settle_in_flight(self) -> int:
         """Wait for the batch in the store thread, if any, and settle it."""

@@ -42,13 +42,15 @@ def queued(database_url: str, redis_server: RedisServer) -> Iterator[Ingest]:
 
 
 def consumer_for(ingest: Ingest, server: RedisServer, name: str = "c1", *,
-                 sink_type: type[TraceSink] = TraceSink, **settings: Any) -> Consumer:
+                 sink_type: type[TraceSink] = TraceSink, clock: Any = time.monotonic,
+                 **settings: Any) -> Consumer:
     config = ingest.app.extensions["trace_config"]
     sink = sink_type(ingest.app.extensions["trace_engine"], config.table_timezone, None,
                      config.idempotency_window)
     consumer = Consumer(server.client(), sink, QueueSettings(
         STREAM, "writers", name, **{"batch_size": 20, "claim_seconds": 60.0, **settings}),
-        CircuitBreaker(threshold=1, base_delay=0.05, max_delay=0.05, jitter=lambda: 0.0))
+        CircuitBreaker(threshold=1, base_delay=0.05, max_delay=0.05, jitter=lambda: 0.0),
+        clock=clock)
     consumer.ensure_group()
     return consumer
 
@@ -316,6 +318,56 @@ def test_the_next_batch_is_prepared_while_a_full_one_is_stored(
     assert sorted(r.event_key for r in stored(queued)) == sorted(f"p.{i}" for i in range(45))
     assert (consumer.counts.written, consumer.counts.duplicates, consumer.counts.batches) == (45, 0, 3)
     assert queue_status(redis_server.client(), STREAM, "writers")["pending"] == 0
+
+
+def test_the_next_batch_is_sent_before_the_one_before_is_acknowledged(
+        queued: Ingest, redis_server: RedisServer) -> None:
+    # The database takes batch 2 while Redis acknowledges batch 1; batch 1 is still acknowledged
+    # only after its commit.
+    consumer, sink = recording(queued, redis_server, "a", 45)
+    second_store = threading.Event()
+    sink.hook = lambda number: second_store.set() if number == 1 else None
+    acks: list[tuple[int, bool, int]] = []  # (entries, batch 2 sent yet, rows stored then)
+    real_ack = consumer._ack
+
+    def ack(ids: list[bytes], pipe: Any = None) -> None:
+        # Waits (at most 5 s) for batch 2 to be sent: in the old order it never is by now.
+        acks.append((len(ids), second_store.wait(5), len(stored(queued))))
+        real_ack(ids, pipe)
+
+    consumer._ack = ack  # type: ignore[method-assign]
+    drain(consumer)
+    consumer.close()
+    entries, second_sent, rows_then = acks[0]
+    assert (entries, second_sent) == (20, True) and rows_then >= 20  # batch 1 committed first
+    assert sorted(r.event_key for r in stored(queued)) == sorted(f"a.{i}" for i in range(45))
+    assert (consumer.counts.written, consumer.counts.duplicates, consumer.counts.batches) == (45, 0, 3)
+    assert queue_status(redis_server.client(), STREAM, "writers")["pending"] == 0
+
+
+def test_a_consumer_looks_for_dead_consumers_entries_a_tenth_of_the_claim_time_apart(
+        queued: Ingest, redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    queued.post([{"event_key": f"d.{i}"} for i in range(10)])
+    consumer_for(queued, redis_server, name="dies")
+    client.xreadgroup("writers", "dies", {STREAM: ">"})  # "dies" takes all ten and stops answering
+    now = [100.0]  # the survivor's clock, for when to look (Redis keeps its own idle times)
+    survivor = consumer_for(queued, redis_server, name="survives", claim_seconds=0.3, block_ms=1,
+                            clock=lambda: now[0])
+
+    def looks() -> int:  # XAUTOCLAIMs this test's own redis-server has run
+        return int(client.info("commandstats").get("cmdstat_xautoclaim", {}).get("calls", 0))
+
+    for _ in range(3):  # turns within a tenth of the claim time: one look, at the first
+        survivor.step()
+    assert looks() == 1 and stored(queued) == []
+    time.sleep(0.35)  # the entries are idle past the claim time in Redis
+    survivor.step()
+    assert looks() == 1 and stored(queued) == []  # not yet time to look again
+    now[0] += 0.03  # a tenth of the claim time later
+    drain(survivor)
+    assert sorted(r.event_key for r in stored(queued)) == sorted(f"d.{i}" for i in range(10))
+    assert survivor.counts.claimed == 10 and looks() >= 2
 
 
 def test_an_outage_of_the_batch_in_flight_takes_it_and_the_next_again(
