@@ -22,6 +22,7 @@ from flask.cli import AppGroup
 
 from jobs.cli import cli_config
 from jobs.queue_consumer import (
+    KEEP_CONNECTION_SECONDS,
     Consumer,
     QueueSettings,
     consumer_counters,
@@ -59,15 +60,15 @@ def consume(name: str | None) -> None:
     """Write the stream's traces to the table until SIGTERM or SIGINT (then finish the batch)."""
     config = cli_config()
     client = _client(config)
-    # Two connections: the store thread holds one through each batch, back to back under a
-    # backlog; the consumer's own thread and the counters take the other.
+    # Three connections: the store keeps one from batch to batch (KEEP_CONNECTION_SECONDS);
+    # the consumer's own thread, the expired-id cleanup and the counters share the others.
     engine = create_engine(config.database_url, connect_timeout=config.connect_timeout,
-                           io_timeout=config.io_timeout, pool_size=2)
+                           io_timeout=config.io_timeout, pool_size=3)
     # No masker: the endpoint masked every trace before it reached the stream. Opt-outs are
     # checked again here, for the traces queued before a subject opted out.
     opt_outs = OptOutCache(engine, config.opt_out_refresh, config.log_interval)
     sink = TraceSink(engine, config.table_timezone, None, config.idempotency_window,
-                     opt_outs=opt_outs)
+                     opt_outs=opt_outs, keep_connection=KEEP_CONNECTION_SECONDS)
     settings = QueueSettings(config.queue_stream, config.queue_group, name or default_name(),
                              config.batch_size, config.queue_claim_seconds,
                              config.queue_max_deliveries)

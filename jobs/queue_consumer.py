@@ -51,6 +51,10 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 # How often, per claim time, a consumer looks for entries that a dead consumer left: such an
 # entry is taken at most claim_seconds * (1 + 1 / CLAIM_LOOKS) after its last delivery.
 CLAIM_LOOKS = 10
+# Seconds the store keeps its database connection from one batch to the next
+# (TraceSink.keep_connection): a backlog writes batch after batch on one connection, three round
+# trips each, and a consumer that had nothing to store for this long pings one from the pool.
+KEEP_CONNECTION_SECONDS = 5.0
 # CPython's default is 5 ms: see use_a_short_switch_interval.
 SWITCH_INTERVAL = 0.0005
 
@@ -230,12 +234,13 @@ class Consumer:
         return settled
 
     def close(self) -> int:
-        """Settle the batch in flight and stop the store thread; returns how many entries were
-        settled. :meth:`run` calls it when stopped."""
+        """Settle the batch in flight, stop the store thread and give back the sink's kept
+        connection; returns how many entries were settled. :meth:`run` calls it when stopped."""
         settled = self._settle_in_flight()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        self.sink.release_connection()
         return settled
 
     # ------------------------------------------------------------------ taking entries

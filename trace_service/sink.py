@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import random
+import select
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +44,7 @@ from trace_service.values import TimestampFormatter, normalise_severity, truncat
 
 # Before the transaction's first statement (MySQL refuses it inside a transaction).
 _READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
+_LEVEL = "READ COMMITTED"  # the same, as SQLAlchemy's isolation_level option names it
 _FORGET_EVERY = 500  # on average, expired event ids are deleted once per this many claims
 # A generator of our own: the writer thread must not advance the global `random` state that
 # the host application (or a test's hypothesis run) relies on.
@@ -135,10 +139,13 @@ class TraceSink:
 
     def __init__(self, engine: Engine, timezone: str, masker: Masker | None = None,
                  idempotency_window: float = 0.0, *, table: str = TABLE_NAME,
-                 opt_outs: OptOutCache | None = None) -> None:
+                 opt_outs: OptOutCache | None = None, keep_connection: float = 0.0) -> None:
         """``table`` is the table the rows go to: always ``telemetry_traces`` in the service;
         the guard's tests name ``audit_logs`` here, as a misconfiguration would. Rows of people
-        in ``opt_outs`` (checked on the masked metadata) are discarded, counted ``opted_out``."""
+        in ``opt_outs`` (checked on the masked metadata) are discarded, counted ``opted_out``.
+        ``keep_connection``: seconds a batch's connection is kept for the next batch (see
+        :meth:`_connection`; 0, the default: a connection from the pool for each batch). Whoever
+        keeps one gives it back with :meth:`release_connection`."""
         self.engine = engine
         self.opt_outs = opt_outs
         self.table = table
@@ -151,6 +158,9 @@ class TraceSink:
         self._prefix = ""
         # PyMySQL: literal multi-row statements; SQLite: the driver's executemany.
         self._literal_batches = engine.dialect.driver == "pymysql"
+        self.keep_connection = keep_connection
+        self._kept: Connection | None = None
+        self._kept_until = 0.0  # time.monotonic() after which the kept connection is given back
 
     def layout(self) -> Layout:
         """The live table's layout (detected on first use; raises :class:`SinkUnavailable`)."""
@@ -287,18 +297,21 @@ class TraceSink:
         """Insert ``rows`` in one transaction, skipping those whose event id is already stored
         (claimed in the same transaction); returns how many were skipped."""
         claimed_any = any(ids)
-        with self.engine.connect() as conn:
-            # No gap locks for the claim's locking reads (idempotency.claim). For this
-            # transaction only: one statement, where setting the session's level (and the
-            # pool's resetting it) took four round trips, each one a wait for the GIL when
-            # another thread is busy (bench/consume.py). But a session in autocommit (an engine
-            # handed in with isolation_level="AUTOCOMMIT") would commit the claims apart from
-            # their rows: there the level is set the dialect's way, which also ends autocommit.
-            read_committed = claimed_any and self._literal_batches
-            dbapi: Any = conn.connection.dbapi_connection
-            per_transaction = read_committed and not dbapi.get_autocommit()
-            if read_committed and not per_transaction:
-                conn.execution_options(isolation_level="READ COMMITTED")
+        with self._connection() as conn:
+            # No gap locks for the claim's locking reads (idempotency.claim). A kept connection
+            # is in READ COMMITTED already (_connection). Otherwise for this transaction only:
+            # one statement, where setting the session's level (and the pool's resetting it)
+            # took four round trips, each one a wait for the GIL when another thread is busy
+            # (bench/consume.py). But a session in autocommit (an engine handed in with
+            # isolation_level="AUTOCOMMIT") would commit the claims apart from their rows: there
+            # the level is set the dialect's way, which also ends autocommit.
+            per_transaction = False
+            if (claimed_any and self._literal_batches
+                    and conn.get_execution_options().get("isolation_level") != _LEVEL):
+                dbapi: Any = conn.connection.dbapi_connection
+                per_transaction = not dbapi.get_autocommit()
+                if not per_transaction:
+                    conn.execution_options(isolation_level=_LEVEL)
             with conn.begin():
                 if per_transaction:
                     conn.exec_driver_sql(_READ_COMMITTED)
@@ -308,6 +321,46 @@ class TraceSink:
         if claimed_any and _dice.random() < 1 / _FORGET_EVERY:
             self._forget_expired()
         return len(ids) - len(rows)
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """The connection for one batch's transaction.
+
+        By default one from the pool each time: pinged when checked out and rolled back when
+        given back, two round trips a batch besides its statements. With ``keep_connection``
+        (a queue consumer, whose store thread writes batch after batch), the connection of the
+        batch before, if that was within ``keep_connection`` seconds and the server has not
+        closed it since; it is set to READ COMMITTED once, where each transaction would begin
+        with a SET. A backlog then costs three round trips a batch (the claims, the rows, the
+        COMMIT) where it cost six, and a store thread waits for the GIL after each
+        (bench/consume.py). A connection kept idle longer goes back to the pool, and the next
+        batch checks one out (and so pings it) again. Any error gives it back too: the pool
+        rolls it back, or drops it when the error says it is broken."""
+        if not self.keep_connection:
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        if self._kept is not None and (time.monotonic() > self._kept_until
+                                       or _closed_by_server(self._kept)):
+            self.release_connection()
+        if self._kept is None:
+            self._kept = self.engine.connect()
+        kept = self._kept
+        try:
+            if self._literal_batches and kept.get_execution_options().get("isolation_level") != _LEVEL:
+                kept.execution_options(isolation_level=_LEVEL)
+            yield kept
+        except BaseException:
+            self.release_connection()
+            raise
+        self._kept_until = time.monotonic() + self.keep_connection
+
+    def release_connection(self) -> None:
+        """Give the connection kept between batches (``keep_connection``) back to the pool."""
+        conn, self._kept = self._kept, None
+        if conn is not None:
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
+                conn.close()
 
     def _insert_rows(self, conn: Connection, rows: list[tuple[Any, ...]],
                      literals: list[str] | None = None) -> None:
@@ -350,3 +403,23 @@ class TraceSink:
         """Housekeeping in its own transaction; a failure only delays it to a later batch."""
         with contextlib.suppress(sa_exc.SQLAlchemyError):
             idempotency.forget_expired(self.engine, self.idempotency_window, idempotency.utc_now())
+
+
+def _closed_by_server(conn: Connection) -> bool:
+    """Whether the server has closed (or written to) an idle kept connection: its socket reads
+    as ready when nothing was asked of it. MariaDB closes a connection idle past
+    ``wait_timeout``, a restart closes them all, ``KILL`` closes one; sending a batch there would
+    fail it (and, the write sent, leave its fate unknown to the client). One non-blocking poll,
+    no round trip: the check that Go's MySQL driver makes before reusing a connection. PyMySQL
+    has no public accessor for its socket; without one (another driver) this says False and a
+    failed batch gives the connection back instead."""
+    if conn.invalidated or conn.closed:
+        return True
+    sock = getattr(conn.connection.dbapi_connection, "_sock", False)
+    if sock is False:
+        return False
+    if sock is None:  # PyMySQL closed it
+        return True
+    poller = select.poll()  # not select.select: it refuses descriptors past 1023
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))

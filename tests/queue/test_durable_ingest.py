@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from jobs.queue_consumer import Consumer, QueueSettings
+from jobs.queue_consumer import KEEP_CONNECTION_SECONDS, Consumer, QueueSettings
 from tests.support.redis_server import RedisServer
 from tests.trace_service.http.test_ingest import Ingest, make_ingest
 from trace_service.breaker import CircuitBreaker
@@ -46,7 +46,7 @@ def consumer_for(ingest: Ingest, server: RedisServer, name: str = "c1", *,
                  **settings: Any) -> Consumer:
     config = ingest.app.extensions["trace_config"]
     sink = sink_type(ingest.app.extensions["trace_engine"], config.table_timezone, None,
-                     config.idempotency_window)
+                     config.idempotency_window, keep_connection=KEEP_CONNECTION_SECONDS)  # as queue consume
     consumer = Consumer(server.client(), sink, QueueSettings(
         STREAM, "writers", name, **{"batch_size": 20, "claim_seconds": 60.0, **settings}),
         CircuitBreaker(threshold=1, base_delay=0.05, max_delay=0.05, jitter=lambda: 0.0),
@@ -234,8 +234,9 @@ def test_a_database_outage_is_ridden_out_in_the_stream(
     engine: Engine = ingest.app.extensions["trace_engine"]
     config = ingest.app.extensions["trace_config"]
     # The consumer's own engine, on a database we can take away and give back.
-    consumer_engine = create_engine(mariadb_url, pool_size=1)
-    sink = TraceSink(consumer_engine, config.table_timezone, None, config.idempotency_window)
+    consumer_engine = create_engine(mariadb_url, pool_size=2)
+    sink = TraceSink(consumer_engine, config.table_timezone, None, config.idempotency_window,
+                     keep_connection=KEEP_CONNECTION_SECONDS)
     consumer = Consumer(redis_server.client(), sink, QueueSettings(STREAM, "writers", "c"),
                         CircuitBreaker(threshold=1, base_delay=0.05, max_delay=0.1))
     consumer.ensure_group()
@@ -338,6 +339,7 @@ def test_the_next_batch_is_sent_before_the_one_before_is_acknowledged(
     consumer._ack = ack  # type: ignore[method-assign]
     drain(consumer)
     consumer.close()
+    assert queued.app.extensions["trace_engine"].pool.checkedout() == 0  # the kept one given back
     entries, second_sent, rows_then = acks[0]
     assert (entries, second_sent) == (20, True) and rows_then >= 20  # batch 1 committed first
     assert sorted(r.event_key for r in stored(queued)) == sorted(f"a.{i}" for i in range(45))

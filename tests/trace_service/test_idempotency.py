@@ -241,13 +241,17 @@ def test_a_batch_with_a_stored_and_an_expired_id_claims_the_expired_and_the_new(
         engine.dispose()
 
 
-def test_four_sinks_writing_the_same_batch_at_once_store_each_trace_once(mariadb_url: str) -> None:
+@pytest.mark.parametrize("keep_connection", [0.0, 60.0], ids=["pooled", "kept"])
+def test_four_sinks_writing_the_same_batch_at_once_store_each_trace_once(
+        mariadb_url: str, keep_connection: float) -> None:
     # The sink's whole path (batch claim, conflicts and deadlocks retried one by one) as four
     # workers would run it when a client re-sends a batch to all of them, some of its ids
-    # stored already: nothing is dropped, every trace is stored once.
-    engine = create_engine(mariadb_url, pool_size=4)
+    # stored already: nothing is dropped, every trace is stored once. Kept: as four queue
+    # consumers run it, each on a connection of its own in READ COMMITTED from batch to batch.
+    engine = create_engine(mariadb_url, pool_size=6)
     migrate.upgrade(engine)
-    sinks = [TraceSink(engine, "UTC", idempotency_window=WINDOW) for _ in range(4)]
+    sinks = [TraceSink(engine, "UTC", idempotency_window=WINDOW, keep_connection=keep_connection)
+             for _ in range(4)]
     try:
         for round_ in range(10):
             batch = [item(f"r{round_}.{i}", str(uuid.uuid4())) for i in range(20)]
@@ -274,6 +278,8 @@ def test_four_sinks_writing_the_same_batch_at_once_store_each_trace_once(mariadb
         keys = Counter(stored_keys(engine))
         assert len(keys) == 10 * 20 and set(keys.values()) == {1}
     finally:
+        for sink in sinks:
+            sink.release_connection()
         engine.dispose()
 
 

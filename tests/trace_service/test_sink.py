@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 from pymysql.converters import escape_string
 from sqlalchemy.engine import Engine
 
+from trace_service import migrate
+from trace_service import sink as sink_module
+from trace_service.db import create_engine
+from trace_service.queue import TraceItem
 from trace_service.reader import read_traces
+from trace_service.sink import TraceSink
 from trace_service.sql_literals import MAX_STATEMENT_CHARS, escape, mysql_statements, row_literal
 from trace_service.writer import TraceWriter
 
@@ -63,3 +71,84 @@ def test_a_batch_larger_than_one_statement_is_stored_whole(
     assert writer.flush(60)
     stored = read_traces(migrated_engine)
     assert [t.metadata["i"] for t in stored] == list(range(2000))  # type: ignore[index]
+
+
+# ------------------------------------------------------------------ a kept connection
+
+def traces(prefix: str, count: int) -> list[TraceItem]:
+    return [TraceItem(f"{prefix}.{i}", "info", None, None, None, None, None, None, time.time_ns(),
+                      str(uuid.uuid4())) for i in range(count)]
+
+
+class PoolLog:
+    """Checkouts and checkins of an engine's pool, and the statements its connections ran."""
+
+    def __init__(self, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+        # The now-and-then cleanup of expired ids takes a connection of its own: not here.
+        monkeypatch.setattr(sink_module, "_FORGET_EVERY", float("inf"))
+        self.checkouts = self.checkins = 0
+        self.statements: list[str] = []
+        sa.event.listen(engine, "checkout", lambda *args: self._count("checkouts"))
+        sa.event.listen(engine, "checkin", lambda *args: self._count("checkins"))
+        sa.event.listen(engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, *args: self.statements.append(statement))
+
+    def _count(self, name: str) -> None:
+        setattr(self, name, getattr(self, name) + 1)
+
+
+def test_a_kept_connection_serves_batch_after_batch_with_no_set_each(
+        migrated_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = TraceSink(migrated_engine, "UTC", None, 3600.0, keep_connection=60.0)
+    sink.layout()
+    log = PoolLog(migrated_engine, monkeypatch)
+    for n in range(3):
+        result = sink.write(traces(f"k{n}", 5))
+        assert (result.written, result.dropped) == (5, {})
+    assert (log.checkouts, log.checkins) == (1, 0)  # one checkout (and ping) for three batches
+    if migrated_engine.dialect.name != "sqlite":
+        # Per batch: the claims, the rows (COMMIT is the driver's). READ COMMITTED was set once,
+        # on the session, not with a SET before each transaction.
+        assert [s.split(" (")[0].split(" ")[2] for s in log.statements] == \
+            ["trace_ingest_events", "telemetry_traces"] * 3
+    sink.release_connection()
+    assert log.checkins == 1 and migrated_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert len(read_traces(migrated_engine)) == 15
+
+
+def test_a_kept_connection_idle_too_long_goes_back_to_the_pool(
+        migrated_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = TraceSink(migrated_engine, "UTC", None, 3600.0, keep_connection=0.5)
+    sink.layout()
+    log = PoolLog(migrated_engine, monkeypatch)
+    assert sink.write(traces("a", 3)).written == 3
+    assert sink.write(traces("b", 3)).written == 3  # at once: the same connection
+    assert (log.checkouts, log.checkins) == (1, 0)
+    time.sleep(0.6)
+    assert sink.write(traces("c", 3)).written == 3
+    assert (log.checkouts, log.checkins) == (2, 1)  # given back, and one checked out (pinged)
+    sink.release_connection()
+
+
+@pytest.mark.mariadb
+def test_a_kept_connection_the_server_closed_is_not_sent_a_batch(mariadb_url: str) -> None:
+    # MariaDB closes a connection idle past wait_timeout, or on KILL: the next batch goes on a
+    # new connection, where sending it on the closed one would fail it (an outage to the
+    # caller, its fate unknown once the write was sent).
+    engine = create_engine(mariadb_url)
+    try:
+        migrate.upgrade(engine)
+        sink = TraceSink(engine, "UTC", None, 3600.0, keep_connection=60.0)
+        assert sink.write(traces("before", 3)).written == 3
+        assert sink._kept is not None
+        thread_id = sink._kept.connection.dbapi_connection.thread_id()  # type: ignore[union-attr]
+        with engine.connect() as admin:
+            admin.exec_driver_sql(f"KILL CONNECTION {int(thread_id)}")
+        time.sleep(0.2)  # the server closes the socket
+        result = sink.write(traces("after", 3))
+        assert (result.written, result.unavailable, result.dropped) == (3, False, {})
+        assert sorted(t.event_key for t in read_traces(engine)) == \
+            [f"after.{i}" for i in range(3)] + [f"before.{i}" for i in range(3)]
+        sink.release_connection()
+    finally:
+        engine.dispose()
