@@ -53,7 +53,8 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 CLAIM_LOOKS = 10
 # Seconds the store keeps its database connection from one batch to the next
 # (TraceSink.keep_connection): a backlog writes batch after batch on one connection, three round
-# trips each, and a consumer that had nothing to store for this long pings one from the pool.
+# trips each. A read that finds the stream empty gives it back, and a batch that comes longer
+# than this after the one before takes (and pings) one from the pool.
 KEEP_CONNECTION_SECONDS = 5.0
 # CPython's default is 5 ms: see use_a_short_switch_interval.
 SWITCH_INTERVAL = 0.0005
@@ -209,6 +210,8 @@ class Consumer:
             return self._settle_in_flight()
         entries = self._next_batch()
         if not entries:
+            if self._in_flight is None:
+                self.sink.release_connection()  # idle: the store's connection goes back
             return self._settle_in_flight()
         settled, prepared = self._prepare(entries)
         full = len(entries) >= self.settings.batch_size
@@ -236,12 +239,13 @@ class Consumer:
     def close(self) -> int:
         """Settle the batch in flight, stop the store thread and give back the sink's kept
         connection; returns how many entries were settled. :meth:`run` calls it when stopped."""
-        settled = self._settle_in_flight()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        self.sink.release_connection()
-        return settled
+        try:
+            return self._settle_in_flight()
+        finally:  # even when acknowledging the batch in flight failed (Redis went away)
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+            self.sink.release_connection()
 
     # ------------------------------------------------------------------ taking entries
 

@@ -30,7 +30,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from governance.errors import AuditWriteForbidden, MaskingError
+from governance.errors import AuditWriteForbidden, ClaimConflict, MaskingError
 from governance.masking import Masker
 from trace_service import db, idempotency
 from trace_service.errors import LayoutError, SinkUnavailable, TraceInputError
@@ -45,6 +45,7 @@ from trace_service.values import TimestampFormatter, normalise_severity, truncat
 # Before the transaction's first statement (MySQL refuses it inside a transaction).
 _READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 _LEVEL = "READ COMMITTED"  # the same, as SQLAlchemy's isolation_level option names it
+_LITERAL = {"no_parameters": True}
 _FORGET_EVERY = 500  # on average, expired event ids are deleted once per this many claims
 # A generator of our own: the writer thread must not advance the global `random` state that
 # the host application (or a test's hypothesis run) relies on.
@@ -333,16 +334,27 @@ class TraceSink:
         closed it since; it is set to READ COMMITTED once, where each transaction would begin
         with a SET. A backlog then costs three round trips a batch (the claims, the rows, the
         COMMIT) where it cost six, and a store thread waits for the GIL after each
-        (bench/consume.py). A connection kept idle longer goes back to the pool, and the next
-        batch checks one out (and so pings it) again. Any error gives it back too: the pool
-        rolls it back, or drops it when the error says it is broken."""
+        (bench/consume.py). A batch that comes more than ``keep_connection`` seconds after the
+        one before gives the kept connection back and checks one out (and so pings it) again;
+        so does one that finds it closed by the server (dropped, not rolled back: there is
+        nobody to answer). The holder gives it back when idle (the consumer, at a read that
+        finds the stream empty) with :meth:`release_connection`. An error gives it back too:
+        the pool rolls it back, or drops it when the error says it is broken; only a
+        :class:`ClaimConflict` keeps it, the normal answer to a redelivered batch, after which
+        ``begin()`` has rolled the transaction back."""
         if not self.keep_connection:
             with self.engine.connect() as conn:
                 yield conn
             return
-        if self._kept is not None and (time.monotonic() > self._kept_until
-                                       or _closed_by_server(self._kept)):
-            self.release_connection()
+        if self._kept is not None:
+            if _closed_by_server(self._kept):
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    if not (self._kept.invalidated or self._kept.closed):
+                        # Dropped: the pool's ROLLBACK would only fail, and log it as an error.
+                        self._kept.invalidate()
+                self.release_connection()
+            elif time.monotonic() > self._kept_until:
+                self.release_connection()
         if self._kept is None:
             self._kept = self.engine.connect()
         kept = self._kept
@@ -350,6 +362,10 @@ class TraceSink:
             if self._literal_batches and kept.get_execution_options().get("isolation_level") != _LEVEL:
                 kept.execution_options(isolation_level=_LEVEL)
             yield kept
+        except ClaimConflict:
+            if kept.invalidated or kept.in_transaction():
+                self.release_connection()
+            raise
         except BaseException:
             self.release_connection()
             raise
@@ -367,15 +383,15 @@ class TraceSink:
         """The batch's multi-row INSERT (PyMySQL: literal text, from ``literals`` when they were
         built for this session's escaping; SQLite: executemany)."""
         if rows and self._literal_batches:
-            # no_parameters: the driver must not %-format a statement that holds data.
-            literal = conn.execution_options(no_parameters=True)
             # Our engines' sessions never have NO_BACKSLASH_ESCAPES (trace_service.sql_modes),
             # but an engine passed in may: escape as this session reads, like PyMySQL does.
-            plain = not backslash_escapes_off(literal.connection.dbapi_connection)
+            plain = not backslash_escapes_off(conn.connection.dbapi_connection)
             statements = (join_statements(self._prefix, literals) if plain and literals is not None
                           else mysql_statements(self._prefix, rows, backslash_escapes=plain))
             for statement in statements:
-                literal.exec_driver_sql(statement)
+                # no_parameters, for this statement only (a kept connection is reused): the
+                # driver must not %-format a statement that holds data.
+                conn.exec_driver_sql(statement, execution_options=_LITERAL)
         elif rows:
             conn.exec_driver_sql(self._sql, rows if len(rows) > 1 else rows[0])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -102,18 +103,32 @@ def test_a_kept_connection_serves_batch_after_batch_with_no_set_each(
     sink = TraceSink(migrated_engine, "UTC", None, 3600.0, keep_connection=60.0)
     sink.layout()
     log = PoolLog(migrated_engine, monkeypatch)
-    for n in range(3):
-        result = sink.write(traces(f"k{n}", 5))
+    batches = [traces(f"k{n}", 5) for n in range(3)]
+    for batch in batches:
+        result = sink.write(batch)
         assert (result.written, result.dropped) == (5, {})
     assert (log.checkouts, log.checkins) == (1, 0)  # one checkout (and ping) for three batches
-    if migrated_engine.dialect.name != "sqlite":
+    mysql = migrated_engine.dialect.name != "sqlite"
+    if mysql:
         # Per batch: the claims, the rows (COMMIT is the driver's). READ COMMITTED was set once,
         # on the session, not with a SET before each transaction.
         assert [s.split(" (")[0].split(" ")[2] for s in log.statements] == \
             ["trace_ingest_events", "telemetry_traces"] * 3
+        assert sink._kept is not None
+        assert sink._kept.exec_driver_sql("SELECT @@tx_isolation").scalar() == "READ-COMMITTED"
+        sink._kept.rollback()
+    # A batch delivered again: all duplicates (on MariaDB the batch claim's conflict, then id by
+    # id), on the same connection, with no option of a single statement left on it.
+    again = sink.write(batches[0])
+    assert (again.written, again.duplicates, again.dropped) == (0, 5, {})
+    assert (log.checkouts, log.checkins) == (1, 0)
+    assert sink._kept is not None and "no_parameters" not in sink._kept.get_execution_options()
     sink.release_connection()
     assert log.checkins == 1 and migrated_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert len(read_traces(migrated_engine)) == 15
+    if mysql:  # given back as the pool gave it: the server's level again
+        with migrated_engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT @@tx_isolation").scalar() == "REPEATABLE-READ"
 
 
 def test_a_kept_connection_idle_too_long_goes_back_to_the_pool(
@@ -131,7 +146,8 @@ def test_a_kept_connection_idle_too_long_goes_back_to_the_pool(
 
 
 @pytest.mark.mariadb
-def test_a_kept_connection_the_server_closed_is_not_sent_a_batch(mariadb_url: str) -> None:
+def test_a_kept_connection_the_server_closed_is_not_sent_a_batch(
+        mariadb_url: str, caplog: pytest.LogCaptureFixture) -> None:
     # MariaDB closes a connection idle past wait_timeout, or on KILL: the next batch goes on a
     # new connection, where sending it on the closed one would fail it (an outage to the
     # caller, its fate unknown once the write was sent).
@@ -144,8 +160,12 @@ def test_a_kept_connection_the_server_closed_is_not_sent_a_batch(mariadb_url: st
         thread_id = sink._kept.connection.dbapi_connection.thread_id()  # type: ignore[union-attr]
         with engine.connect() as admin:
             admin.exec_driver_sql(f"KILL CONNECTION {int(thread_id)}")
-        time.sleep(0.2)  # the server closes the socket
-        result = sink.write(traces("after", 3))
+        deadline = time.monotonic() + 10
+        while not sink_module._closed_by_server(sink._kept) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the server closes the socket
+        with caplog.at_level(logging.ERROR, logger="sqlalchemy.pool"):
+            result = sink.write(traces("after", 3))
+        assert not caplog.records  # dropped, not rolled back on a closed socket
         assert (result.written, result.unavailable, result.dropped) == (3, False, {})
         assert sorted(t.event_key for t in read_traces(engine)) == \
             [f"after.{i}" for i in range(3)] + [f"before.{i}" for i in range(3)]
