@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from governance.errors import ClaimConflict
 from trace_service import db
-from trace_service.sql_literals import mysql_statements
+from trace_service.sql_literals import NO_PARAMETERS, mysql_statements
 from trace_service.sql_modes import backslash_escapes_off
 
 TABLE = "trace_ingest_events"
@@ -46,7 +46,6 @@ _RENEW = sa.text(f"UPDATE {TABLE} SET seen_at = :now WHERE event_id = :id")
 # (ClaimConflict): the count only says that some ids were there.
 _MARK_STORED = " ON DUPLICATE KEY UPDATE seen_at = seen_at + INTERVAL 1 MICROSECOND"
 _FORGET_BATCH = 10_000
-_LITERAL = {"no_parameters": True}
 # Deadlocks a one-by-one claim may lose before its batch is given up (counted as a db_error):
 # it meets them only against batch claims of the same ids, each of which runs once.
 DEADLOCK_ATTEMPTS = 3
@@ -158,9 +157,8 @@ def _claim_batch(conn: Connection, ids: list[str], now: datetime) -> set[str] | 
     stamp = now.isoformat(" ", "microseconds")
     statements = mysql_statements(f"INSERT INTO {TABLE} (event_id, seen_at) VALUES ",
                                   [(event_id, stamp) for event_id in ids], backslash_escapes=plain)
-    # no_parameters, for this statement only (a kept connection is reused): the driver must
-    # not %-format data.
-    affected = sum(conn.exec_driver_sql(statement + _MARK_STORED, execution_options=_LITERAL).rowcount
+    affected = sum(conn.exec_driver_sql(statement + _MARK_STORED,
+                                        execution_options=NO_PARAMETERS).rowcount
                    for statement in statements)
     if affected != len(ids):
         raise ClaimConflict(f"{affected - len(ids)} of {len(ids)} event ids were stored already "

@@ -38,14 +38,13 @@ from trace_service.layout import TABLE_NAME, Layout
 from trace_service.opt_outs import OptOutCache
 from trace_service.php_json import EncodedMetadata, encode_metadata, thaw
 from trace_service.queue import DiscardReason, DropReason, TraceItem, WriteResult
-from trace_service.sql_literals import join_statements, mysql_statements, row_literal
+from trace_service.sql_literals import NO_PARAMETERS, join_statements, mysql_statements, row_literal
 from trace_service.sql_modes import backslash_escapes_off
 from trace_service.values import TimestampFormatter, normalise_severity, truncate
 
 # Before the transaction's first statement (MySQL refuses it inside a transaction).
 _READ_COMMITTED = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
 _LEVEL = "READ COMMITTED"  # the same, as SQLAlchemy's isolation_level option names it
-_LITERAL = {"no_parameters": True}
 _FORGET_EVERY = 500  # on average, expired event ids are deleted once per this many claims
 # A generator of our own: the writer thread must not advance the global `random` state that
 # the host application (or a test's hypothesis run) relies on.
@@ -389,9 +388,7 @@ class TraceSink:
             statements = (join_statements(self._prefix, literals) if plain and literals is not None
                           else mysql_statements(self._prefix, rows, backslash_escapes=plain))
             for statement in statements:
-                # no_parameters, for this statement only (a kept connection is reused): the
-                # driver must not %-format a statement that holds data.
-                conn.exec_driver_sql(statement, execution_options=_LITERAL)
+                conn.exec_driver_sql(statement, execution_options=NO_PARAMETERS)
         elif rows:
             conn.exec_driver_sql(self._sql, rows if len(rows) > 1 else rows[0])
 

@@ -18,6 +18,10 @@ from typing import Any
 
 # PyMySQL's own executemany() splits its multi-row statements at this many bytes.
 MAX_STATEMENT_CHARS = 1_000_000
+# The execution options to send a statement built here with (``exec_driver_sql(statement,
+# execution_options=NO_PARAMETERS)``): the driver must not %-format text that holds data. Per
+# statement, not with Connection.execution_options(), which sets it for the connection's life.
+NO_PARAMETERS = {"no_parameters": True}
 
 
 def escape(text: str) -> str:
