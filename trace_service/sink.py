@@ -347,11 +347,7 @@ class TraceSink:
             return
         if self._kept is not None:
             if _closed_by_server(self._kept):
-                with contextlib.suppress(sa_exc.SQLAlchemyError):
-                    if not (self._kept.invalidated or self._kept.closed):
-                        # Dropped: the pool's ROLLBACK would only fail, and log it as an error.
-                        self._kept.invalidate()
-                self.release_connection()
+                self.release_connection(broken=True)
             elif time.monotonic() > self._kept_until:
                 self.release_connection()
         if self._kept is None:
@@ -370,11 +366,15 @@ class TraceSink:
             raise
         self._kept_until = time.monotonic() + self.keep_connection
 
-    def release_connection(self) -> None:
-        """Give the connection kept between batches (``keep_connection``) back to the pool."""
+    def release_connection(self, *, broken: bool = False) -> None:
+        """Give the connection kept between batches (``keep_connection``) back to the pool;
+        ``broken``: drop it instead (the pool's ROLLBACK on a closed socket would only fail,
+        and log that as an error)."""
         conn, self._kept = self._kept, None
         if conn is not None:
             with contextlib.suppress(sa_exc.SQLAlchemyError):
+                if broken and not (conn.invalidated or conn.closed):
+                    conn.invalidate()
                 conn.close()
 
     def _insert_rows(self, conn: Connection, rows: list[tuple[Any, ...]],
