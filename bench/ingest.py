@@ -1,8 +1,8 @@
 """Benchmark of HTTP ingest under gunicorn against a bare Flask handler, in one run.
 
     .venv/bin/python bench/ingest.py [--duration 10] [--connections 32] [--rounds 3] [--queue redis]
-                                     [--workers 2] [--worker-class sync|gthread --threads N]
-                                     [--through-flask]
+                                     [--workers 2] [--worker-class sync|gthread|gevent --threads N]
+                                     [--stream-worker-class gevent|sync|gthread] [--through-flask]
 
 Each contender runs ``--rounds`` times, taking turns with the others; figures are medians over
 the rounds, and the single-trace ratio is also printed round by round (median and spread).
@@ -19,7 +19,10 @@ Target (issue 6): single-trace requests/s >= 0.7x the bare handler.
 ``--queue redis`` adds a third contender in the same run: ours on the durable path
 (``TRACE_QUEUE_URL``, a redis-server of its own with ``appendfsync everysec`` in a temporary
 directory), where a request is answered once Redis holds its masked traces; the ratio printed is
-stream / in-process. Target (issue 17): >= 0.9x the in-process path's requests/s.
+stream / in-process. Target (issue 17): >= 0.9x the in-process path's requests/s. Each path runs
+on the worker class ``gunicorn.conf.py`` deploys it with: the in-process path on ``--worker-class``
+(sync), the durable one on ``--stream-worker-class`` (gevent: its requests wait for Redis);
+``--stream-worker-class sync`` compares the two on the same class.
 
 ``--otlp`` adds, in the same run and under the same gunicorn, OTLP/HTTP: protobuf batches of 500
 log records carrying the same 500 traces (the event key as the record's event name, the fields
@@ -230,7 +233,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per app")
     # gunicorn.conf.py's sync workers by default; gthread keeps connections alive between
     # requests (sync closes each one), at the cost of a thread hand-off per request.
-    parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
+    parser.add_argument("--worker-class", choices=["sync", "gthread", "gevent"], default="sync")
+    # gunicorn.conf.py runs the durable path on gevent workers; sync measures like for like.
+    parser.add_argument("--stream-worker-class", choices=["sync", "gthread", "gevent"],
+                        default="gevent", help="the durable path's worker class (--queue redis)")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads per gunicorn worker (gthread)")
     parser.add_argument("--connections", type=int, default=32)
@@ -251,7 +257,9 @@ def main() -> None:
         engine, env, headers = prepare_service(url)
         single, batch = json.dumps(TRACE), json.dumps([TRACE] * 500)
         worker = ["-w", str(args.workers), "-k", args.worker_class, "--threads", str(args.threads)]
-        print(f"gunicorn -w {args.workers} -k {args.worker_class} --threads {args.threads}, "
+        stream_worker = [*worker[:2], "-k", args.stream_worker_class, *worker[4:]]
+        print(f"gunicorn -w {args.workers} -k {args.worker_class} --threads {args.threads}"
+              f"{f' (stream: -k {args.stream_worker_class})' if args.queue else ''}, "
               f"wrk -t2 -c{args.connections} -d{args.duration}s on 127.0.0.1; "
               f"{os.cpu_count()} CPUs")
         runs: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {}
@@ -270,7 +278,7 @@ def main() -> None:
             # hits every contender alike; each figure is the median over the rounds.
             for _round in range(args.rounds):
                 for name, app, app_env in contenders:
-                    process, port = start(app, app_env, worker)
+                    process, port = start(app, app_env, stream_worker if name == "stream" else worker)
                     first = wrk(port, single, headers, args.duration, args.connections)
                     if args.otlp and name == "ours":
                         settle(engine)  # both batch runs start with the writers idle
@@ -328,7 +336,8 @@ def main() -> None:
             # Round by round too: a round's contenders ran minutes apart, not days.
             durable = [s[0]["rps"] / o[0]["rps"]
                        for o, s in zip(runs["ours"], runs["stream"], strict=True)]
-            print(f"\n  durable path (Redis stream, AOF everysec; nothing consumed during the run)"
+            print(f"\n  durable path (Redis stream, AOF everysec, -k {args.stream_worker_class}; "
+                  "nothing consumed during the run)"
                   f"\n  single trace stream: {ss['rps']:7.0f} req/s  p50 {ss['p50']:6.2f} ms  "
                   f"p99 {ss['p99']:6.2f} ms  non-2xx {ss['non2xx']:.0f}"
                   f"\n                 ratio stream / in-process {ss['rps'] / os_['rps']:.2f}x of the "

@@ -1,6 +1,7 @@
 """Where a single-trace request's machine time goes: CPU per request of ours and of the bare handler.
 
     .venv/bin/python bench/ingest_cpu.py [--duration 10] [--rounds 2] [--workers 2] [--queue redis]
+                                         [--stream-worker-class gevent|sync]
 
 A diagnostic next to ``bench/ingest.py`` (same apps, same gunicorn settings, same wrk load): for
 each run it reads the CPU time (user and system, from ``/proc/<pid>/stat``) that the gunicorn
@@ -13,7 +14,8 @@ everysec``, as ``bench/ingest.py --queue redis`` runs it), with the CPU ``redis-
 request and, for every contender, the CPU time the machine left idle per request (from
 ``/proc/stat``: a sync worker waiting on Redis holds its request while a core may idle). It
 shows where the durable path's requests/s go: the workers' own round trip, Redis's work on the
-same cores, or the wait.
+same cores, or the wait. The durable path runs on gevent workers, as ``gunicorn.conf.py`` deploys
+it (``--stream-worker-class sync`` for the same class as the others).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--queue", choices=["redis"], default=None,
                         help="also ours on the durable path, through a Redis stream")
+    parser.add_argument("--stream-worker-class", choices=["gevent", "sync"], default="gevent",
+                        help="the durable path's worker class (gunicorn.conf.py's: gevent)")
     args = parser.parse_args()
     with scratch_database() as (url, _name), tempfile.TemporaryDirectory() as directory:
         engine, env, headers = prepare_service(url)
@@ -71,13 +75,14 @@ def main() -> None:
             redis_server = RedisServer(Path(directory), appendfsync="everysec").start()
             contenders.append(("stream", ours, {**env, "TRACE_QUEUE_URL": redis_server.url,
                                                 "TRACE_QUEUE_MAX_LENGTH": "100000000"}))
-        print(f"gunicorn -w {args.workers} sync, wrk -t2 -c32 -d{args.duration}s; microseconds of "
-              "CPU per request")
+        print(f"gunicorn -w {args.workers} sync (stream: {args.stream_worker_class}), "
+              f"wrk -t2 -c32 -d{args.duration}s; microseconds of CPU per request")
         try:
             for _round in range(args.rounds):
                 worker_cpu: dict[str, float] = {}
                 for name, app, app_env in contenders:
-                    process, port = start(app, app_env, ["-w", str(args.workers)])
+                    worker_class = args.stream_worker_class if name == "stream" else "sync"
+                    process, port = start(app, app_env, ["-w", str(args.workers), "-k", worker_class])
                     workers = pids("pgrep", "-P", str(process.pid))
                     database = pids("pgrep", "-x", "mariadbd")
                     broker = [str(redis_server.process.pid)] if redis_server and redis_server.process else []

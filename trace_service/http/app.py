@@ -8,6 +8,7 @@ health endpoints, JSON errors, and its ``flask`` command groups (:class:`Service
 from __future__ import annotations
 
 import logging
+import sys
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -61,6 +62,11 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
     writer = app.extensions["trace_writer"] = TraceWriter.from_config(config)
     app.extensions["trace_keys"] = KeyStore(app.extensions["trace_engine"], config.key_cache_seconds)
     stream = app.extensions["trace_stream"] = _stream_at_start(config) if config.queue_url else None
+    if stream is None and _threads_are_greenlets():
+        logger.warning("gevent workers without TRACE_QUEUE_URL: the in-process writer is a greenlet "
+                       "that runs only while every request waits, so under load its queue fills and "
+                       "ingest answers 503; run the in-process path on sync workers "
+                       "(gunicorn.conf.py's choice without TRACE_QUEUE_URL)")
     metrics = app.extensions["trace_metrics"] = IngestMetrics(writer.stats, None if stream is None else (
         lambda: queue_status(stream.client, stream.stream, config.queue_group)))
     app.extensions["trace_counters"] = CounterPersister(
@@ -126,6 +132,12 @@ def _check_grants_at_start(engine: Engine, config: ServiceConfig) -> GrantReport
             "(`flask guard grants` prints what the user needs) or unset TRACE_REFUSE_AUDIT_WRITER"
         )
     return report
+
+
+def _threads_are_greenlets() -> bool:
+    """Whether gevent has patched ``threading`` in this process (gunicorn's gevent workers)."""
+    monkey = sys.modules.get("gevent.monkey")  # never imported here: only who runs gevent has it
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
 
 
 def _stream_at_start(config: ServiceConfig) -> TraceStream:

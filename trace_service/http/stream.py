@@ -127,8 +127,10 @@ class Appender:
     connections dropped after failures, which only ``release`` gives back). What the pool's
     checks guarded against is kept here: a connection whose command failed in any way is
     disconnected, never reused with a half-read reply in it; connections are per process (a
-    forked child starts with none) and one thread uses a connection at a time (idle ones wait in
-    a list: ``pop`` and ``append`` are atomic).
+    forked child starts with none) and one thread or greenlet uses a connection at a time (idle
+    ones wait in a list: ``pop`` and ``append`` are atomic). So a process holds as many
+    connections as it ever had appends in flight at once: one in a sync worker, at most
+    gunicorn's ``worker_connections`` in a gevent worker (200 in gunicorn.conf.py).
     """
 
     def __init__(self, pool: ConnectionPool) -> None:
