@@ -1,9 +1,11 @@
 """Hostile input against the ingest endpoint under a real gunicorn, over raw sockets.
 
 Promise: every hostile body gets a clear 4xx (never a 500), nothing of it is stored, and the
-server stays healthy. Slow clients (slow-loris: headers or a body trickled, then a stall) hold a
-sync worker until gunicorn's ``timeout`` and no longer; production runs behind a buffering proxy
-(nginx) for that reason, as gunicorn's own deployment guide says.
+server stays healthy, on the in-process path (sync workers) and on the durable path (gevent
+workers, as gunicorn.conf.py runs it). Slow clients (slow-loris: headers or a body trickled, then
+a stall) hold a sync worker until gunicorn's ``timeout`` and no longer; production runs behind a
+buffering proxy (nginx) for that reason, as gunicorn's own deployment guide says. A gevent worker
+serves others meanwhile, and drops a slow body at ``TRACE_INGEST_BODY_SECONDS``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ import sqlalchemy as sa
 
 from tests.reliability.conftest import Behind, wait_for
 from tests.support.gunicorn import free_port, start_gunicorn, stop_gunicorn, wait_healthy
+from tests.support.redis_server import RedisServer
 from trace_service.http.keys import KeyStore
 
 pytestmark = pytest.mark.timeout(180)
@@ -29,8 +32,8 @@ WORKER_TIMEOUT = 5  # gunicorn -t for this test: how long a stuck worker may hol
 
 
 class Server:
-    def __init__(self, port: int, key: str) -> None:
-        self.port, self.key = port, key
+    def __init__(self, port: int, key: str, stored: Callable[[], int], durable: bool) -> None:
+        self.port, self.key, self.stored, self.durable = port, key, stored, durable
 
     def post(self, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
@@ -48,12 +51,21 @@ class Server:
 
 
 @pytest.fixture
-def server(behind: Behind) -> Iterator[Server]:
+def server(behind: Behind, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """The service on its in-process path (sync workers), or with ``indirect`` "durable" on the
+    durable path (a Redis stream of the test's own; gevent workers, as gunicorn.conf.py picks)."""
     _, key = KeyStore(behind.engine).create("hostile", ["ingest"])
     port = free_port()
-    process = start_gunicorn(behind.url, port, env={"TRACE_INGEST_RATE": "1000000/minute"},
-                             args=("-w", "2", "-t", str(WORKER_TIMEOUT)))
-    yield Server(port, key)
+    env = {"TRACE_INGEST_RATE": "1000000/minute"}
+    stored: Callable[[], int] = behind.count
+    durable = getattr(request, "param", "in-process") == "durable"
+    if durable:
+        redis_server: RedisServer = request.getfixturevalue("redis_server")
+        env.update(TRACE_QUEUE_URL=redis_server.url, TRACE_INGEST_BODY_SECONDS=str(WORKER_TIMEOUT))
+        client = redis_server.client()
+        stored = lambda: int(client.xlen("telemetry:traces"))  # noqa: E731  (the default stream)
+    process = start_gunicorn(behind.url, port, env=env, args=("-w", "2", "-t", str(WORKER_TIMEOUT)))
+    yield Server(port, key, stored, durable)
     stop_gunicorn(process)
 
 
@@ -76,13 +88,14 @@ HOSTILE: list[tuple[str, bytes, dict[str, str], int]] = [
 
 
 @pytest.mark.parametrize(("name", "body", "headers", "status"), HOSTILE, ids=[h[0] for h in HOSTILE])
-def test_hostile_bodies_get_a_clear_4xx(server: Server, behind: Behind, name: str, body: bytes,
+@pytest.mark.parametrize("server", ["in-process", "durable"], indirect=True)
+def test_hostile_bodies_get_a_clear_4xx(server: Server, name: str, body: bytes,
                                         headers: dict[str, str], status: int) -> None:
     got, answer = server.post(body, headers)
     assert got == status, (name, got, answer)
     assert answer.get("error"), answer  # a message that says what is wrong
     assert server.healthy()
-    assert behind.count() == 0
+    assert server.stored() == 0
 
 
 def test_escaped_nul_and_control_characters_are_refused_or_stored_exactly(server: Server,
@@ -100,7 +113,7 @@ def test_escaped_nul_and_control_characters_are_refused_or_stored_exactly(server
     assert server.healthy()
 
 
-def _slow_client(server: Server, stop: threading.Event, closed: list[float]) -> None:
+def _slow_client(server: Server, stop: threading.Event, closed: list[float], answers: list[bytes]) -> None:
     """With a valid key (a keyless request is refused before its body is read), send headers
     promising a body, trickle part of it, then stall until the server hangs up."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=WORKER_TIMEOUT * 4)
@@ -112,8 +125,10 @@ def _slow_client(server: Server, stop: threading.Event, closed: list[float]) -> 
             sock.sendall(b"{")
             if stop.wait(0.3):
                 return
-        while sock.recv(1024):  # stall; returns b"" (or raises) when the server drops us
-            pass
+        answer = b""
+        while chunk := sock.recv(1024):  # stall; b"" (or raises) when the server drops us
+            answer += chunk
+        answers.append(answer)
     except OSError:
         pass
     finally:
@@ -121,11 +136,13 @@ def _slow_client(server: Server, stop: threading.Event, closed: list[float]) -> 
         sock.close()
 
 
+@pytest.mark.parametrize("server", ["in-process", "durable"], indirect=True)
 @pytest.mark.parametrize("clients", [1, 4])
 def test_slow_clients_hold_a_worker_only_until_the_timeout(server: Server, clients: int) -> None:
     assert server.post(json.dumps({"event_key": "before.slowloris"}).encode())[0] == 202
-    stop, closed = threading.Event(), []  # type: ignore[var-annotated]
-    threads = [threading.Thread(target=_slow_client, args=(server, stop, closed)) for _ in range(clients)]
+    stop, closed, answers = threading.Event(), [], []  # type: ignore[var-annotated]
+    threads = [threading.Thread(target=_slow_client, args=(server, stop, closed, answers))
+               for _ in range(clients)]
     for thread in threads:
         thread.start()
     threading.Event().wait(1.0)
@@ -142,6 +159,10 @@ def test_slow_clients_hold_a_worker_only_until_the_timeout(server: Server, clien
             thread.join(5)
     print(f"\nslow-loris x{clients}: other requests served meanwhile: {served_meanwhile}; "
           f"slow connections dropped after {max(closed):.1f} s (worker timeout {WORKER_TIMEOUT} s)")
-    if clients == 1:
-        assert served_meanwhile  # one stuck worker of two: the other serves
+    if clients == 1 or server.durable:
+        assert served_meanwhile  # one stuck worker of two: the other serves; gevent: any number
     assert max(closed) <= WORKER_TIMEOUT * 3
+    if server.durable:  # a gevent worker answers the slow body, where a sync worker is killed
+        assert len(answers) == clients
+        assert all(answer.startswith(b"HTTP/1.1 408 ") and b"TRACE_INGEST_BODY_SECONDS" in answer
+                   for answer in answers), answers

@@ -27,6 +27,7 @@ from governance.grants import GrantReport, check_grants
 from trace_service.db import create_engine, table_layout
 from trace_service.errors import ConfigError, TelemetryError
 from trace_service.flask_ext import RequestContext
+from trace_service.http.body_deadline import BodyDeadline
 from trace_service.http.config import ServiceConfig
 from trace_service.http.counters import CounterPersister, service_counters
 from trace_service.http.ingest import compact_json_encoder, ingest
@@ -82,6 +83,9 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
         # Only behind proxies the deployment vouches for: X-Forwarded-For is otherwise forgeable.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies)
+    if _threads_are_greenlets():
+        # A gevent worker puts no limit of its own on a body that trickles in (body_deadline).
+        app.wsgi_app = BodyDeadline(app.wsgi_app, config.ingest_body_seconds)  # type: ignore[method-assign]
     request_context.init_app(app)
     app.register_blueprint(ingest)
     app.register_blueprint(health)

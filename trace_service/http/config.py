@@ -57,6 +57,9 @@ class ServiceConfig(WriterConfig):
     # HTTP ingest.
     ingest_max_bytes: int = setting("TRACE_INGEST_MAX_BYTES", ranged(int, 1024, 64 * 2**20), 2**20)
     ingest_max_items: int = setting("TRACE_INGEST_MAX_ITEMS", ranged(int, 1, 10_000), 500)
+    # On gevent workers (the durable path's): how long a request's body may take to arrive, then
+    # 408 and the connection closed (a sync worker is bounded by gunicorn's timeout instead).
+    ingest_body_seconds: float = setting("TRACE_INGEST_BODY_SECONDS", ranged(float, 1, 3600), 30.0)
     ingest_rate: str = setting("TRACE_INGEST_RATE", _rate, "1200/minute")
     auth_failure_rate: str = setting("TRACE_AUTH_FAILURE_RATE", _rate, "30/minute")
     ratelimit_storage: str = setting("TRACE_RATELIMIT_STORAGE", _storage, "memory://")

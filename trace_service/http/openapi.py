@@ -211,6 +211,8 @@ DOCUMENT: dict[str, Any] = {
                 "400": _answer("Malformed body", _ERROR),
                 "401": _answer("No or unknown key", _ERROR),
                 "403": _answer("Key without the ingest scope", _ERROR),
+                "408": _answer("The body did not arrive within TRACE_INGEST_BODY_SECONDS (gevent "
+                               "workers); nothing was stored", _ERROR),
                 "413": _answer("Body or batch too large", _ERROR),
                 "415": _answer("Unsupported Content-Type or Content-Encoding", _ERROR),
                 # Every item rejected: a Result with their errors; an empty batch: an Error.

@@ -125,6 +125,8 @@ def paths(echo: dict[str, Any], retry: dict[str, Any]) -> dict[str, Any]:
                 "400": answer("The body is not an export request", _STATUS),
                 "401": answer("No or unknown key", _STATUS),
                 "403": answer("Key without the ingest scope", _STATUS),
+                "408": answer("The body did not arrive within TRACE_INGEST_BODY_SECONDS (gevent "
+                              "workers); nothing was stored", _STATUS),
                 "413": answer("Body over TRACE_INGEST_MAX_BYTES (after decompression too)", _STATUS),
                 "415": answer("Another Content-Type, or a Content-Encoding other than gzip",
                               _STATUS),

@@ -339,8 +339,9 @@ def test_openapi_document_lists_exactly_the_statuses_the_endpoint_produces(inges
     served = ingest.client.get("/api/openapi.json").json
     assert served == json.loads(json.dumps(DOCUMENT))
     documented = set(served["paths"][URL]["post"]["responses"])
-    assert documented == {"202", "400", "401", "403", "413", "415", "422", "429", "503"}
+    assert documented == {"202", "400", "401", "403", "408", "413", "415", "422", "429", "503"}
     # each of these is produced by a test above: test_400_..., test_401_..., ... test_503_...
+    # (408: tests/trace_service/http/test_body_deadline.py)
 
 
 def test_auth_failures_are_logged_without_the_key(ingest: Ingest, caplog: pytest.LogCaptureFixture) -> None:

@@ -365,9 +365,10 @@ def test_the_openapi_document_lists_the_statuses_the_receiver_produces(ingest: I
     served = json.loads(ingest.client.get("/api/openapi.json").data)
     for path in ("/v1/logs", "/v1/traces"):
         operation = served["paths"][path]["post"]
-        assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "415", "429", "503"}
+        assert set(operation["responses"]) == {"200", "400", "401", "403", "408", "413", "415", "429",
+                                               "503"}
         assert set(operation["requestBody"]["content"]) == {PROTOBUF, JSON}
-    # each is produced by a test above
+    # each is produced by a test above (408: tests/trace_service/http/test_body_deadline.py)
 
 
 # ---------------------------------------------------------------- the durable path
