@@ -10,6 +10,7 @@ serves others meanwhile, and drops a slow body at ``TRACE_INGEST_BODY_SECONDS``.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import json
@@ -166,3 +167,30 @@ def test_slow_clients_hold_a_worker_only_until_the_timeout(server: Server, clien
         assert len(answers) == clients
         assert all(answer.startswith(b"HTTP/1.1 408 ") and b"TRACE_INGEST_BODY_SECONDS" in answer
                    for answer in answers), answers
+
+
+@pytest.mark.parametrize("server", ["durable"], indirect=True)
+def test_a_late_chunked_body_gets_408_and_what_follows_is_never_read_as_a_request(
+        server: Server) -> None:
+    """gevent workers: after the deadline, the rest of the body (here a request smuggled into a
+    chunk) must not be parsed as the connection's next request."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=WORKER_TIMEOUT * 4)
+    try:
+        sock.sendall(b"POST /api/telemetry/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + server.key.encode() + b"\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n40\r\n{")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".ljust(63, b"x")
+        with contextlib.suppress(OSError):  # the server may have closed already
+            sock.sendall(smuggled + b"\r\n0\r\n\r\n")
+        rest = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(4096):
+                rest += chunk
+    finally:
+        sock.close()
+    assert b"HTTP/1.1 200" not in answer + rest, rest  # /healthz was never served on it
+    assert server.healthy() and server.stored() == 0

@@ -8,7 +8,6 @@ health endpoints, JSON errors, and its ``flask`` command groups (:class:`Service
 from __future__ import annotations
 
 import logging
-import sys
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -27,7 +26,7 @@ from governance.grants import GrantReport, check_grants
 from trace_service.db import create_engine, table_layout
 from trace_service.errors import ConfigError, TelemetryError
 from trace_service.flask_ext import RequestContext
-from trace_service.http.body_deadline import BodyDeadline
+from trace_service.http.body_deadline import BodyDeadline, threads_are_greenlets
 from trace_service.http.config import ServiceConfig
 from trace_service.http.counters import CounterPersister, service_counters
 from trace_service.http.ingest import compact_json_encoder, ingest
@@ -63,7 +62,7 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
     writer = app.extensions["trace_writer"] = TraceWriter.from_config(config)
     app.extensions["trace_keys"] = KeyStore(app.extensions["trace_engine"], config.key_cache_seconds)
     stream = app.extensions["trace_stream"] = _stream_at_start(config) if config.queue_url else None
-    if stream is None and _threads_are_greenlets():
+    if stream is None and threads_are_greenlets():
         logger.warning("gevent workers without TRACE_QUEUE_URL: the in-process writer is a greenlet "
                        "that runs only while every request waits, so under load its queue fills and "
                        "ingest answers 503; run the in-process path on sync workers "
@@ -83,9 +82,9 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
         # Only behind proxies the deployment vouches for: X-Forwarded-For is otherwise forgeable.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies)
-    if _threads_are_greenlets():
-        # A gevent worker puts no limit of its own on a body that trickles in (body_deadline).
-        app.wsgi_app = BodyDeadline(app.wsgi_app, config.ingest_body_seconds)  # type: ignore[method-assign]
+    # A gevent worker puts no limit of its own on a body that trickles in (body_deadline); a
+    # pass-through elsewhere, checked per request (a --preload master is patched only after).
+    app.wsgi_app = BodyDeadline(app.wsgi_app, config.ingest_body_seconds)  # type: ignore[method-assign]
     request_context.init_app(app)
     app.register_blueprint(ingest)
     app.register_blueprint(health)
@@ -136,12 +135,6 @@ def _check_grants_at_start(engine: Engine, config: ServiceConfig) -> GrantReport
             "(`flask guard grants` prints what the user needs) or unset TRACE_REFUSE_AUDIT_WRITER"
         )
     return report
-
-
-def _threads_are_greenlets() -> bool:
-    """Whether gevent has patched ``threading`` in this process (gunicorn's gevent workers)."""
-    monkey = sys.modules.get("gevent.monkey")  # never imported here: only who runs gevent has it
-    return monkey is not None and bool(monkey.is_module_patched("threading"))
 
 
 def _stream_at_start(config: ServiceConfig) -> TraceStream:
