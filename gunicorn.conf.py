@@ -31,9 +31,8 @@ keepalive = 5
 max_requests = 100_000         # recycle workers now and then
 max_requests_jitter = 10_000
 # Not preloaded: each worker builds its own app, engines and writer thread. (--preload also
-# works: the writer restarts its thread after fork; on gevent workers the app is then built
-# before gevent patches threading, so the warning about a writer without a queue is not logged,
-# while the body deadline still applies: it checks per request.)
+# works: the writer restarts its thread after fork. Not on gevent workers: the app would be
+# built before gevent patches threading, without its body deadline, trace_service.http.body_deadline.)
 preload_app = False
 limit_request_line = 8190
 limit_request_fields = 100

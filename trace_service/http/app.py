@@ -82,9 +82,10 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
         # Only behind proxies the deployment vouches for: X-Forwarded-For is otherwise forgeable.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies)
-    # A gevent worker puts no limit of its own on a body that trickles in (body_deadline); a
-    # pass-through elsewhere, checked per request (a --preload master is patched only after).
-    app.wsgi_app = BodyDeadline(app.wsgi_app, config.ingest_body_seconds)  # type: ignore[method-assign]
+    if threads_are_greenlets():
+        # A gevent worker puts no limit of its own on a body that trickles in (body_deadline).
+        # Decided when the app is built: gunicorn.conf.py does not preload (see there).
+        app.wsgi_app = BodyDeadline(app.wsgi_app, config.ingest_body_seconds)  # type: ignore[method-assign]
     request_context.init_app(app)
     app.register_blueprint(ingest)
     app.register_blueprint(health)

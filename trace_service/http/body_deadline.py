@@ -43,9 +43,10 @@ class _BodyLate(Exception):
 
 
 class BodyDeadline:
-    """WSGI middleware: under gevent (``active``, checked per request: a worker forked from a
-    ``--preload`` master is patched only after the app was built), each request's
-    ``wsgi.input`` must be read within ``seconds``; elsewhere it passes requests through."""
+    """WSGI middleware: under gevent (``active``, checked per request), each request's
+    ``wsgi.input`` must be read within ``seconds``; elsewhere it passes requests through.
+    ``create_app`` installs it when the app is built under gevent (gunicorn.conf.py's gevent
+    workers build it after gevent's patching; a ``--preload`` master would not)."""
 
     def __init__(self, app: WSGIApp, seconds: float,
                  active: Callable[[], bool] = threads_are_greenlets) -> None:
