@@ -256,8 +256,10 @@ def main() -> None:
     with scratch_database() as (url, _name):
         engine, env, headers = prepare_service(url)
         single, batch = json.dumps(TRACE), json.dumps([TRACE] * 500)
-        worker = ["-w", str(args.workers), "-k", args.worker_class, "--threads", str(args.threads)]
-        stream_worker = [*worker[:2], "-k", args.stream_worker_class, *worker[4:]]
+        def gunicorn_args(worker_class: str) -> list[str]:
+            return ["-w", str(args.workers), "-k", worker_class, "--threads", str(args.threads)]
+
+        worker, stream_worker = gunicorn_args(args.worker_class), gunicorn_args(args.stream_worker_class)
         print(f"gunicorn -w {args.workers} -k {args.worker_class} --threads {args.threads}"
               f"{f' (stream: -k {args.stream_worker_class})' if args.queue else ''}, "
               f"wrk -t2 -c{args.connections} -d{args.duration}s on 127.0.0.1; "

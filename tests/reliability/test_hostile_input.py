@@ -29,6 +29,7 @@ from tests.support.redis_server import RedisServer
 from trace_service.http.keys import KeyStore
 
 pytestmark = pytest.mark.timeout(180)
+STREAM = "hostile:traces"  # the durable path's stream, named here so that its length is read there
 WORKER_TIMEOUT = 5  # gunicorn -t for this test: how long a stuck worker may hold a request
 
 
@@ -62,9 +63,10 @@ def server(behind: Behind, request: pytest.FixtureRequest) -> Iterator[Server]:
     durable = getattr(request, "param", "in-process") == "durable"
     if durable:
         redis_server: RedisServer = request.getfixturevalue("redis_server")
-        env.update(TRACE_QUEUE_URL=redis_server.url, TRACE_INGEST_BODY_SECONDS=str(WORKER_TIMEOUT))
+        env.update(TRACE_QUEUE_URL=redis_server.url, TRACE_QUEUE_STREAM=STREAM,
+                   TRACE_INGEST_BODY_SECONDS=str(WORKER_TIMEOUT))
         client = redis_server.client()
-        stored = lambda: int(client.xlen("telemetry:traces"))  # noqa: E731  (the default stream)
+        stored = lambda: int(client.xlen(STREAM))  # noqa: E731
     process = start_gunicorn(behind.url, port, env=env, args=("-w", "2", "-t", str(WORKER_TIMEOUT)))
     yield Server(port, key, stored, durable)
     stop_gunicorn(process)

@@ -62,7 +62,8 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
     writer = app.extensions["trace_writer"] = TraceWriter.from_config(config)
     app.extensions["trace_keys"] = KeyStore(app.extensions["trace_engine"], config.key_cache_seconds)
     stream = app.extensions["trace_stream"] = _stream_at_start(config) if config.queue_url else None
-    if stream is None and threads_are_greenlets():
+    greenlets = threads_are_greenlets()  # gevent workers (gunicorn.conf.py with a queue)
+    if stream is None and greenlets:
         logger.warning("gevent workers without TRACE_QUEUE_URL: the in-process writer is a greenlet "
                        "that runs only while every request waits, so under load its queue fills and "
                        "ingest answers 503; run the in-process path on sync workers "
@@ -82,7 +83,7 @@ def create_app(config: ServiceConfig | None = None) -> Flask:
         # Only behind proxies the deployment vouches for: X-Forwarded-For is otherwise forgeable.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies)
-    if threads_are_greenlets():
+    if greenlets:
         # A gevent worker puts no limit of its own on a body that trickles in (body_deadline).
         # Decided when the app is built: gunicorn.conf.py does not preload (see there).
         app.wsgi_app = BodyDeadline(app.wsgi_app, config.ingest_body_seconds)  # type: ignore[method-assign]

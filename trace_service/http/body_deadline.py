@@ -43,22 +43,18 @@ class _BodyLate(Exception):
 
 
 class BodyDeadline:
-    """WSGI middleware: under gevent (``active``, checked per request), each request's
-    ``wsgi.input`` must be read within ``seconds``; elsewhere it passes requests through.
-    ``create_app`` installs it when the app is built under gevent (gunicorn.conf.py's gevent
-    workers build it after gevent's patching; a ``--preload`` master would not)."""
+    """WSGI middleware: each request's ``wsgi.input`` must be read within ``seconds``. Its timer
+    is gevent's, so it serves gevent workers only: ``create_app`` installs it when the app is
+    built under gevent (gunicorn.conf.py's gevent workers build it after gevent's patching; a
+    ``--preload`` master would not)."""
 
-    def __init__(self, app: WSGIApp, seconds: float,
-                 active: Callable[[], bool] = threads_are_greenlets) -> None:
+    def __init__(self, app: WSGIApp, seconds: float) -> None:
         self.app = app
         self.seconds = seconds
-        self.active = active
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if self.active():
-            environ["wsgi.input"] = _DeadlineInput(
-                environ["wsgi.input"], time.monotonic() + self.seconds, self.seconds,
-                environ.get("gunicorn.socket"))
+        environ["wsgi.input"] = _DeadlineInput(environ["wsgi.input"], time.monotonic() + self.seconds,
+                                               self.seconds, environ.get("gunicorn.socket"))
         return self.app(environ, start_response)
 
 

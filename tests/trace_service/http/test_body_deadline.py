@@ -39,7 +39,7 @@ class Trickle:
 def test_a_body_that_does_not_arrive_in_time_is_answered_408_and_nothing_is_stored(
         sqlite_url: str, path: str) -> None:
     ingest = make_ingest(sqlite_url)
-    ingest.app.wsgi_app = BodyDeadline(ingest.app.wsgi_app, SECONDS, active=lambda: True)  # type: ignore[method-assign]
+    ingest.app.wsgi_app = BodyDeadline(ingest.app.wsgi_app, SECONDS)  # type: ignore[method-assign]
     started = gevent.get_hub().loop.now()
     try:
         environ = EnvironBuilder(path=path, method="POST", headers=[
@@ -60,7 +60,7 @@ def test_a_body_that_does_not_arrive_in_time_is_answered_408_and_nothing_is_stor
 
 def test_a_body_that_arrives_in_time_is_untouched(sqlite_url: str) -> None:
     ingest = make_ingest(sqlite_url)
-    ingest.app.wsgi_app = BodyDeadline(ingest.app.wsgi_app, SECONDS, active=lambda: True)  # type: ignore[method-assign]
+    ingest.app.wsgi_app = BodyDeadline(ingest.app.wsgi_app, SECONDS)  # type: ignore[method-assign]
     try:
         response = ingest.post({"event_key": "auth.login", "metadata": {"n": 1}})
         assert response.status_code == 202, response.data
